@@ -1,0 +1,3 @@
+from denoisepot.cli import main
+
+main()

@@ -1,0 +1,56 @@
+"""The ``denoisepot`` command line. Thin wiring over the packages' APIs.
+
+Heavy libraries (torch, lightning, h5py) are imported inside the commands so that
+``denoisepot --help`` answers fast. Each command group lives in its own module and adds
+itself to ``app`` through ``register(app)``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from . import compare, data, evaluate, finetune, info, pretrain
+
+app = typer.Typer(
+    name="denoisepot",
+    help="Denoise pretraining on nonequilibrium molecules, then fine-tuning on energies and forces.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (data, pretrain, finetune, evaluate, info, compare):
+    _module.register(app)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"denoisepot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
+    """Denoise pretraining on nonequilibrium molecules, then fine-tuning on energies and forces."""
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning user errors into one line on stderr
+    and exit status 1 (a bug still shows its traceback)."""
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - classified below
+        from ..errors import user_error_types
+
+        if isinstance(exc, user_error_types()):
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(1)
+        raise

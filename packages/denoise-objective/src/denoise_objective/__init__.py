@@ -1,0 +1,3 @@
+"""denoise_objective."""
+
+__version__ = "0.1.0"

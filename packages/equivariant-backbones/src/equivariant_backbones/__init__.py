@@ -1,0 +1,40 @@
+"""equivariant_backbones: SchNet, EGNN, the equivariant transformer and an SE(3)-Transformer
+behind one interface, ``backbone(z, pos, batch) -> BackboneOutput``."""
+
+from .base import (
+    MAX_ATOMIC_NUMBER,
+    NOISE_HEAD_KINDS,
+    Backbone,
+    BackboneOutput,
+    UnknownBackboneError,
+    backbone_class,
+    build_backbone,
+    list_backbones,
+    register_backbone,
+)
+from .portable import (
+    CheckpointError,
+    atomic_torch_save,
+    backbone_from_dict,
+    backbone_to_dict,
+    load_checkpoint,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MAX_ATOMIC_NUMBER",
+    "NOISE_HEAD_KINDS",
+    "Backbone",
+    "BackboneOutput",
+    "CheckpointError",
+    "UnknownBackboneError",
+    "atomic_torch_save",
+    "backbone_class",
+    "backbone_from_dict",
+    "backbone_to_dict",
+    "build_backbone",
+    "list_backbones",
+    "load_checkpoint",
+    "register_backbone",
+]

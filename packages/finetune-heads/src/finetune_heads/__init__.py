@@ -1,0 +1,3 @@
+"""finetune_heads."""
+
+__version__ = "0.1.0"

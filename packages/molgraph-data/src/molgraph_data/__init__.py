@@ -1,0 +1,3 @@
+"""molgraph_data."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,13 @@
+"""Errors a user can cause with their data."""
+
+from __future__ import annotations
+
+import os
+
+
+class DataError(ValueError):
+    """Bad input data. The message is one line: the file (and group), what is wrong, the fix."""
+
+    def __init__(self, path: str | os.PathLike[str] | None, message: str) -> None:
+        self.path = None if path is None else os.fspath(path)
+        super().__init__(message if self.path is None else f"{self.path}: {message}")
