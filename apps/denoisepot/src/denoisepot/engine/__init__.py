@@ -1,0 +1,1 @@
+"""The training engine: Lightning modules, learning-rate schedule, checkpoints."""
