@@ -12,6 +12,7 @@ from .base import (
     list_backbones,
     register_backbone,
 )
+from .graph import radius_graph
 from .portable import (
     CheckpointError,
     atomic_torch_save,
@@ -19,6 +20,9 @@ from .portable import (
     backbone_to_dict,
     load_checkpoint,
 )
+
+# Importing the network modules registers them.
+from . import egnn, et, schnet, se3t  # noqa: E402,F401  isort: skip
 
 __version__ = "0.1.0"
 
@@ -35,6 +39,7 @@ __all__ = [
     "backbone_to_dict",
     "build_backbone",
     "list_backbones",
+    "radius_graph",
     "load_checkpoint",
     "register_backbone",
 ]

@@ -1,0 +1,1 @@
+"""The egnn backbone (being written)."""

@@ -1,0 +1,1 @@
+"""The et backbone (being written)."""

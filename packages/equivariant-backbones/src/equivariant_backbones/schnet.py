@@ -1,0 +1,1 @@
+"""The schnet backbone (being written)."""

@@ -1,0 +1,1 @@
+"""The se3t backbone (being written)."""
