@@ -87,7 +87,9 @@ def load_checkpoint(
             f"{path}: not a readable denoisepot checkpoint ({type(exc).__name__})"
         ) from None
     if not isinstance(payload, dict) or "kind" not in payload or "format_version" not in payload:
-        raise CheckpointError(f"{path}: not a denoisepot checkpoint (no kind/format_version header)")
+        raise CheckpointError(
+            f"{path}: not a denoisepot checkpoint (no kind/format_version header)"
+        )
     if payload["format_version"] not in supported_versions:
         raise CheckpointError(
             f"{path}: checkpoint format version {payload['format_version']} is not supported "
