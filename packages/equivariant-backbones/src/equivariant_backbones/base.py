@@ -59,6 +59,10 @@ class Backbone(nn.Module):
         """Constructor arguments as a plain, JSON-serialisable dict."""
         return copy.deepcopy(self._hparams)
 
+    #: True where outputs also transform correctly under reflections (E(3), not only SE(3)):
+    #: scalars invariant, vectors and positions transforming as polar vectors
+    reflection_equivariant: ClassVar[bool] = True
+
     # Subclasses must define these as attributes or properties.
     scalar_dim: int
     vector_dim: int | None = None

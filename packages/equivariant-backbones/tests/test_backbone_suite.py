@@ -1,0 +1,60 @@
+"""Every registered backbone through the reusable suite in ``equivariant_backbones.testing``,
+with tiny hyperparameters so that the whole suite stays fast."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+from equivariant_backbones import backbone_class, build_backbone, list_backbones
+from equivariant_backbones import testing as suite
+
+#: tiny hyperparameters per backbone; names not listed get GENERIC_SMALL where they accept it
+SMALL: dict[str, dict[str, Any]] = {
+    "schnet": {"hidden_channels": 16, "num_filters": 16, "num_interactions": 2,
+               "num_gaussians": 8},
+    "egnn": {"hidden_channels": 16, "num_layers": 2},
+}
+
+GENERIC_SMALL: dict[str, Any] = {
+    "hidden_channels": 16, "num_filters": 16, "num_interactions": 2, "num_layers": 2,
+    "num_gaussians": 8, "num_rbf": 8, "num_radial": 8, "num_heads": 2, "channels": 4,
+}
+
+#: how each network compiles (check_compiles's answer); names not listed are not pinned
+COMPILE_MODE = {"schnet": "torch.compile", "egnn": "torch.compile"}
+
+
+def small_overrides(name: str) -> dict[str, Any]:
+    """The tiny hyperparameters used for ``name`` in these tests."""
+    if name in SMALL:
+        return SMALL[name]
+    accepted = inspect.signature(backbone_class(name).__init__).parameters
+    return {key: value for key, value in GENERIC_SMALL.items() if key in accepted}
+
+
+CHECKS = [check for check in suite.ALL_CHECKS if check is not suite.check_compiles]
+
+
+@pytest.mark.parametrize("name", list_backbones())
+@pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
+def test_backbone_property(name: str, check) -> None:
+    check(lambda: build_backbone(name, **small_overrides(name)))
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_backbone_compiles(name: str) -> None:
+    mode = suite.check_compiles(lambda: build_backbone(name, **small_overrides(name)))
+    if name in COMPILE_MODE:
+        assert mode == COMPILE_MODE[name]
+
+
+def test_paper_defaults() -> None:
+    schnet = build_backbone("schnet")
+    assert schnet.hparams == {"hidden_channels": 256, "num_filters": 256, "num_interactions": 5,
+                              "num_gaussians": 32, "cutoff": 5.0}
+    assert schnet.scalar_dim == 256 and schnet.default_noise_head == "gradient"
+    egnn = build_backbone("egnn")
+    assert egnn.hparams == {"hidden_channels": 256, "num_layers": 5, "cutoff": 5.0}
+    assert egnn.outputs_position and egnn.default_noise_head == "displacement"
