@@ -1,0 +1,134 @@
+"""Lazy torch Dataset over a store, the collate into PyG batches, and a seeded DataLoader."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch_geometric.data import Batch
+
+from .store import ConformationBlock, Store, read_block
+
+PathLike = str | os.PathLike[str]
+
+
+class ConformationDataset(Dataset):
+    """Conformations ``indices`` (default: all) of a store, read lazily.
+
+    The HDF5 file is opened on first access in each process (DataLoader workers included),
+    and ``__getitems__`` reads a whole batch in one pass, so nothing but the index array is
+    held in memory. Items are ConformationBlocks of one conformation; batches are blocks.
+    """
+
+    def __init__(
+        self, store_path: PathLike, indices: Sequence[int] | np.ndarray | None = None
+    ) -> None:
+        self.store_path = Path(store_path)
+        with Store(self.store_path) as store:
+            n = store.n_conformations
+            self.has_forces = store.has_forces
+        self.indices = (
+            np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
+        )
+        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n):
+            raise IndexError(f"{self.store_path}: indices outside 0..{n - 1}")
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"], state["_pid"] = None, None
+        return state
+
+    def _handle(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.store_path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def __len__(self) -> int:
+        return int(self.indices.size)
+
+    def __getitem__(self, item: int) -> ConformationBlock:
+        return read_block(self._handle(), self.indices[[item]], self.has_forces)
+
+    def __getitems__(self, items: Sequence[int]) -> ConformationBlock:
+        return read_block(
+            self._handle(), self.indices[np.asarray(items, np.int64)], self.has_forces
+        )
+
+
+def _concat(blocks: Sequence[ConformationBlock]) -> ConformationBlock:
+    if len(blocks) == 1:
+        return blocks[0]
+    forces = None if blocks[0].forces is None else np.concatenate([b.forces for b in blocks])
+    return ConformationBlock(
+        z=np.concatenate([b.z for b in blocks]),
+        pos=np.concatenate([b.pos for b in blocks]),
+        forces=forces,
+        energy=np.concatenate([b.energy for b in blocks]),
+        n_atoms=np.concatenate([b.n_atoms for b in blocks]),
+        mol_id=np.concatenate([b.mol_id for b in blocks]),
+        conf_id=np.concatenate([b.conf_id for b in blocks]),
+    )
+
+
+def collate_conformations(items: ConformationBlock | Sequence[ConformationBlock]) -> Batch:
+    """A PyG Batch: ``z`` int64 [N], ``pos`` float32 [N, 3] Å, ``batch`` int64 [N], ``energy``
+    float64 [B] eV (NaN where absent), ``forces`` float32 [N, 3] eV/Å (when the store has them),
+    ``n_atoms``, ``mol_id``, ``conf_id`` int64 [B]."""
+    block = items if isinstance(items, ConformationBlock) else _concat(list(items))
+    n_atoms = torch.from_numpy(block.n_atoms.astype(np.int64))
+    n_graphs = int(n_atoms.numel())
+    ptr = torch.zeros(n_graphs + 1, dtype=torch.int64)
+    torch.cumsum(n_atoms, 0, out=ptr[1:])
+    fields: dict[str, torch.Tensor] = {
+        "z": torch.from_numpy(block.z.astype(np.int64)),
+        "pos": torch.from_numpy(np.ascontiguousarray(block.pos, dtype=np.float32)),
+        "batch": torch.repeat_interleave(torch.arange(n_graphs), n_atoms),
+        "energy": torch.from_numpy(block.energy.astype(np.float64)),
+        "n_atoms": n_atoms,
+        "mol_id": torch.from_numpy(block.mol_id.astype(np.int64)),
+        "conf_id": torch.from_numpy(block.conf_id.astype(np.int64)),
+    }
+    if block.forces is not None:
+        fields["forces"] = torch.from_numpy(np.ascontiguousarray(block.forces, dtype=np.float32))
+    batch = Batch(ptr=ptr, **fields)
+    per_graph = torch.arange(n_graphs + 1)
+    batch._num_graphs = n_graphs
+    # the bookkeeping Batch.from_data_list leaves, so get_example/to_data_list work
+    keys = [key for key in fields if key != "batch"]
+    batch._slice_dict = {key: (ptr if key in {"z", "pos", "forces"} else per_graph) for key in keys}
+    batch._inc_dict = {key: torch.zeros(n_graphs, dtype=torch.int64) for key in keys}
+    return batch
+
+
+def make_dataloader(
+    store_path: PathLike,
+    indices: Sequence[int] | np.ndarray | None,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    num_workers: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader of collated batches; the order depends only on ``seed`` (workers or not)."""
+    dataset = ConformationDataset(store_path, indices)
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        collate_fn=collate_conformations,
+        persistent_workers=num_workers > 0,
+    )
