@@ -5,15 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 from torch_geometric.data import Batch
 
-from .store import ConformationBlock, Store, read_block
+from .store import BlockReader, ConformationBlock, Store
 
 PathLike = str | os.PathLike[str]
 
@@ -21,9 +19,9 @@ PathLike = str | os.PathLike[str]
 class ConformationDataset(Dataset):
     """Conformations ``indices`` (default: all) of a store, read lazily.
 
-    The HDF5 file is opened on first access in each process (DataLoader workers included),
-    and ``__getitems__`` reads a whole batch in one pass, so nothing but the index array is
-    held in memory. Items are ConformationBlocks of one conformation; batches are blocks.
+    The store file is opened on first access in each process (DataLoader workers included)
+    and ``__getitems__`` reads a whole batch at once, so nothing but the index array is held
+    in memory. An item is a ConformationBlock of one conformation; a batch is one block.
     """
 
     def __init__(
@@ -32,36 +30,26 @@ class ConformationDataset(Dataset):
         self.store_path = Path(store_path)
         with Store(self.store_path) as store:
             n = store.n_conformations
-            self.has_forces = store.has_forces
         self.indices = (
             np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
         )
         if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n):
             raise IndexError(f"{self.store_path}: indices outside 0..{n - 1}")
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
+        self._reader = BlockReader(self.store_path)
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_file"], state["_pid"] = None, None
-        return state
-
-    def _handle(self) -> h5py.File:
-        if self._file is None or self._pid != os.getpid():
-            self._file = h5py.File(self.store_path, "r")
-            self._pid = os.getpid()
-        return self._file
+    @property
+    def has_forces(self) -> bool:
+        """True when the store has forces."""
+        return self._reader.has_forces
 
     def __len__(self) -> int:
         return int(self.indices.size)
 
     def __getitem__(self, item: int) -> ConformationBlock:
-        return read_block(self._handle(), self.indices[[item]], self.has_forces)
+        return self._reader.read(self.indices[[item]])
 
     def __getitems__(self, items: Sequence[int]) -> ConformationBlock:
-        return read_block(
-            self._handle(), self.indices[np.asarray(items, np.int64)], self.has_forces
-        )
+        return self._reader.read(self.indices[np.asarray(items, np.int64)])
 
 
 def _concat(blocks: Sequence[ConformationBlock]) -> ConformationBlock:
@@ -91,7 +79,7 @@ def collate_conformations(items: ConformationBlock | Sequence[ConformationBlock]
     fields: dict[str, torch.Tensor] = {
         "z": torch.from_numpy(block.z.astype(np.int64)),
         "pos": torch.from_numpy(np.ascontiguousarray(block.pos, dtype=np.float32)),
-        "batch": torch.repeat_interleave(torch.arange(n_graphs), n_atoms),
+        "batch": torch.from_numpy(np.repeat(np.arange(n_graphs, dtype=np.int64), block.n_atoms)),
         "energy": torch.from_numpy(block.energy.astype(np.float64)),
         "n_atoms": n_atoms,
         "mol_id": torch.from_numpy(block.mol_id.astype(np.int64)),

@@ -36,12 +36,27 @@ from .records import MoleculeRecord
 STORE_FORMAT_VERSION = 1
 #: official split tags a conformation can carry (``split_code`` indexes this tuple)
 SPLIT_TAGS = ("none", "train", "val", "test", "test_other")
-#: rows per HDF5 chunk of the per-atom arrays: small enough that a random batch reads little
+#: rows per HDF5 chunk of the per-atom arrays in the staging file
 ATOM_CHUNK_ROWS = 2048
-#: rows per HDF5 chunk of the per-conformation arrays
+#: rows per HDF5 chunk of the per-conformation arrays in the staging file
 CONF_CHUNK_ROWS = 4096
 
+#: rows copied per step from the staging file into the final store
+COPY_BLOCK_ROWS = 1 << 20
+
 _STORE_ATTR = "molgraph_data_store"
+#: the flat arrays: name, dtype, shape of one row
+_ARRAYS: tuple[tuple[str, type, tuple[int, ...]], ...] = (
+    ("z", np.uint8, ()),
+    ("pos", np.float32, (3,)),
+    ("forces", np.float32, (3,)),
+    ("energy", np.float64, ()),
+    ("atom_offset", np.int64, ()),
+    ("molecule_index", np.int64, ()),
+    ("split_code", np.uint8, ()),
+    ("source_index", np.int16, ()),
+)
+_PER_ATOM = ("z", "pos", "forces")
 
 
 def split_code(tag: str) -> int:
@@ -62,23 +77,26 @@ def is_store(path: str | os.PathLike[str]) -> bool:
 
 
 class StoreWriter:
-    """Appends validated MoleculeRecords to a new store file, streaming (bounded memory)."""
+    """Appends validated MoleculeRecords to a new store, streaming (bounded memory).
+
+    Records go to a chunked, resizable staging file beside ``path``; ``finish`` copies every
+    array block by block into contiguous datasets at ``path`` so that readers can fetch rows
+    with plain positional reads. ``abort`` removes both files' handles (the caller unlinks).
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._file = h5py.File(self.path, "w")
+        self.stage_path = self.path.with_name(self.path.name + ".stage")
+        self._file = h5py.File(self.stage_path, "w")
         f = self._file
-        f.create_dataset("z", (0,), maxshape=(None,), dtype=np.uint8, chunks=(ATOM_CHUNK_ROWS,))
-        for name in ("pos", "forces"):
+        for name, dtype, tail in _ARRAYS:
             f.create_dataset(
-                name, (0, 3), maxshape=(None, 3), dtype=np.float32, chunks=(ATOM_CHUNK_ROWS, 3)
+                name,
+                (1 if name == "atom_offset" else 0, *tail),
+                maxshape=(None, *tail),
+                dtype=dtype,
+                chunks=(ATOM_CHUNK_ROWS if name in _PER_ATOM else CONF_CHUNK_ROWS, *tail),
             )
-        conf = {"maxshape": (None,), "chunks": (CONF_CHUNK_ROWS,)}
-        f.create_dataset("energy", (0,), dtype=np.float64, **conf)
-        f.create_dataset("atom_offset", (1,), dtype=np.int64, **conf)
-        f.create_dataset("molecule_index", (0,), dtype=np.int64, **conf)
-        f.create_dataset("split_code", (0,), dtype=np.uint8, **conf)
-        f.create_dataset("source_index", (0,), dtype=np.int16, **conf)
         self.n_conformations = 0
         self.n_atoms_total = 0
         self._molecule_ids: dict[str, int] = {}
@@ -107,7 +125,7 @@ class StoreWriter:
         if mol == len(self._molecule_counts):
             self._molecule_counts.append(0)
         self._molecule_counts[mol] += n_conf
-        for name in ("z", "pos", "forces"):
+        for name in _PER_ATOM:
             f[name].resize(a1, axis=0)
         f["z"][a0:a1] = np.tile(record.z.astype(np.uint8), n_conf)
         f["pos"][a0:a1] = record.pos.reshape(-1, 3)
@@ -133,20 +151,16 @@ class StoreWriter:
         self.n_atoms_total, self.n_conformations = a1, c1
 
     def finish(self, metadata: dict[str, Any]) -> dict[str, Any]:
-        """Write the molecule index and metadata, close the file; return the metadata."""
-        f = self._file
+        """Write the final contiguous store with the molecule index and metadata; return the
+        metadata. The staging file is removed."""
         notes = metadata.setdefault("notes", [])
         if self._with_forces and self._without_forces:
             notes.append(
                 f"forces dropped: {self._without_forces} conformations have none "
                 f"({self._with_forces} have forces)"
             )
-        if not self._with_forces or self._without_forces:
-            del f["forces"]
+        keep_forces = self._with_forces > 0 and self._without_forces == 0
         names = list(self._molecule_ids)
-        group = f.create_group("molecules")
-        group.create_dataset("name", data=np.array(names, dtype=object), dtype=h5py.string_dtype())
-        group.create_dataset("n_conformations", data=np.array(self._molecule_counts, np.int64))
         present = np.nonzero(self._element_counts)[0]
         metadata.update(
             n_conformations=self.n_conformations,
@@ -156,15 +170,31 @@ class StoreWriter:
             element_atom_counts={int(z): int(self._element_counts[z]) for z in present},
             units={"length": "Angstrom", "energy": "eV", "forces": "eV/Angstrom"},
         )
-        f.attrs["metadata"] = json.dumps(metadata)
-        f.attrs[_STORE_ATTR] = STORE_FORMAT_VERSION
-        f.close()
+        with h5py.File(self.path, "w") as out:
+            for name, dtype, _ in _ARRAYS:
+                if name == "forces" and not keep_forces:
+                    continue
+                source = self._file[name]
+                target = out.create_dataset(name, source.shape, dtype=dtype)
+                step = COPY_BLOCK_ROWS
+                for start in range(0, source.shape[0], step):
+                    target[start : start + step] = source[start : start + step]
+            group = out.create_group("molecules")
+            group.create_dataset(
+                "name", data=np.array(names, dtype=object), dtype=h5py.string_dtype()
+            )
+            group.create_dataset("n_conformations", data=np.array(self._molecule_counts, np.int64))
+            out.attrs["metadata"] = json.dumps(metadata)
+            out.attrs[_STORE_ATTR] = STORE_FORMAT_VERSION
+        self._file.close()
+        self.stage_path.unlink()
         return metadata
 
     def abort(self) -> None:
-        """Close without finishing (the caller removes the file)."""
+        """Close and remove the staging file (the caller removes ``path``)."""
         if self._file.id.valid:
             self._file.close()
+        self.stage_path.unlink(missing_ok=True)
 
 
 @dataclass
@@ -184,72 +214,91 @@ class ConformationBlock:
         return int(self.conf_id.size)
 
 
-def _read_points(dataset: h5py.Dataset, points: np.ndarray) -> np.ndarray:
-    """Rows ``points`` (sorted, unique) of a 1-D dataset, in one HDF5 read."""
-    out = np.empty(points.size, dtype=dataset.dtype)
-    if points.size == 0:
+class BlockReader:
+    """Reads conformations of a store with positional reads (``os.pread``) into its contiguous
+    arrays: no HDF5 call, no memory map, so memory stays flat however large the store. The file
+    descriptor opens on first use in each process; the object pickles without it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._layout: dict[str, tuple[int, np.dtype, tuple[int, ...]]] = {}
+        with h5py.File(self.path, "r") as f:
+            for name, _, tail in _ARRAYS:
+                if name not in f:
+                    continue
+                dataset = f[name]
+                offset = dataset.id.get_offset()
+                if dataset.chunks is not None or (offset is None and dataset.size > 0):
+                    raise DataError(self.path, f"array {name!r} is not contiguous; reconvert it")
+                self._layout[name] = (offset or 0, dataset.dtype, tail)
+        self.has_forces = "forces" in self._layout
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_fd"], state["_pid"] = None, None
+        return state
+
+    def __del__(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close this process's file descriptor."""
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+    def _descriptor(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDONLY)
+            self._pid = os.getpid()
+        return self._fd
+
+    def _rows(self, name: str, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+        """Rows ``starts[i] : starts[i] + counts[i]`` of array ``name``, concatenated."""
+        offset, dtype, tail = self._layout[name]
+        row_bytes = dtype.itemsize * int(np.prod(tail, dtype=np.int64))
+        fd, preadv = self._descriptor(), os.preadv
+        if starts.size > 1:
+            # merge touching ranges: a contiguous read becomes one call
+            ends = starts + counts
+            new_run = np.ones(starts.size, dtype=bool)
+            new_run[1:] = starts[1:] != ends[:-1]
+            if not new_run.all():
+                first = np.nonzero(new_run)[0]
+                starts = starts[first]
+                counts = np.add.reduceat(counts, first)
+        out = np.empty((int(counts.sum()), *tail), dtype=dtype)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        at = 0
+        for s, n in zip(starts.tolist(), counts.tolist(), strict=True):
+            size = n * row_bytes
+            if preadv(fd, [view[at : at + size]], offset + s * row_bytes) != size:
+                raise DataError(self.path, f"array {name!r} is truncated (file cut short?)")
+            at += size
         return out
-    space = dataset.id.get_space()
-    space.select_elements(points.reshape(-1, 1).astype(np.uint64))
-    dataset.id.read(h5py.h5s.create_simple((points.size,)), space, out)
-    return out
 
-
-def _read_ranges(dataset: h5py.Dataset, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenated row ranges ``starts[i] : starts[i] + counts[i]`` (sorted, disjoint)."""
-    tail = dataset.shape[1:]
-    total = int(counts.sum())
-    out = np.empty((total, *tail), dtype=dataset.dtype)
-    if total == 0:
-        return out
-    # merge touching ranges so a contiguous read is one hyperslab
-    ends = starts + counts
-    new_run = np.ones(starts.size, dtype=bool)
-    new_run[1:] = starts[1:] != ends[:-1]
-    run_starts = starts[new_run]
-    run_ends = np.maximum.reduceat(ends, np.nonzero(new_run)[0])
-    space = dataset.id.get_space()
-    space.select_none()
-    extra = (0,) * len(tail)
-    for a, b in zip(run_starts.tolist(), run_ends.tolist(), strict=True):
-        space.select_hyperslab((a, *extra), (b - a, *tail), op=h5py.h5s.SELECT_OR)
-    dataset.id.read(h5py.h5s.create_simple(out.shape), space, out)
-    return out
-
-
-def read_block(file: h5py.File, indices: np.ndarray, has_forces: bool) -> ConformationBlock:
-    """Read conformations ``indices`` (any order, repeats allowed) from an open store file."""
-    indices = np.asarray(indices, dtype=np.int64)
-    unique, inverse = np.unique(indices, return_inverse=True)
-    offsets = file["atom_offset"]
-    starts = _read_points(offsets, unique)
-    ends = _read_points(offsets, unique + 1)
-    counts = ends - starts
-    z = _read_ranges(file["z"], starts, counts)
-    pos = _read_ranges(file["pos"], starts, counts)
-    forces = _read_ranges(file["forces"], starts, counts) if has_forces else None
-    energy = _read_points(file["energy"], unique)
-    mol_id = _read_points(file["molecule_index"], unique)
-    if unique.size != indices.size or not np.array_equal(unique, indices):
-        # rows come back sorted; put atoms back in the requested order
-        local_start = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        atom_rows = (
-            np.concatenate([np.arange(local_start[k], local_start[k] + counts[k]) for k in inverse])
-            if inverse.size
-            else np.zeros(0, np.int64)
+    def read(self, indices: np.ndarray) -> ConformationBlock:
+        """Conformations ``indices`` (any order, repeats allowed) as one block."""
+        indices = np.asarray(indices, dtype=np.int64)
+        ones = np.ones(indices.size, dtype=np.int64)
+        bounds = self._rows("atom_offset", indices, ones + 1).reshape(-1, 2)
+        starts, counts = bounds[:, 0], bounds[:, 1] - bounds[:, 0]
+        return ConformationBlock(
+            z=self._rows("z", starts, counts).astype(np.int64),
+            pos=self._rows("pos", starts, counts),
+            forces=self._rows("forces", starts, counts) if self.has_forces else None,
+            energy=self._rows("energy", indices, ones),
+            n_atoms=counts,
+            mol_id=self._rows("molecule_index", indices, ones),
+            conf_id=indices,
         )
-        z, pos = z[atom_rows], pos[atom_rows]
-        forces = None if forces is None else forces[atom_rows]
-        counts, energy, mol_id = counts[inverse], energy[inverse], mol_id[inverse]
-    return ConformationBlock(
-        z=z.astype(np.int64),
-        pos=pos,
-        forces=forces,
-        energy=energy,
-        n_atoms=counts.astype(np.int64),
-        mol_id=mol_id,
-        conf_id=indices,
-    )
+
+    def read_energies(self, indices: np.ndarray) -> np.ndarray:
+        """Energies (eV) of conformations ``indices``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return self._rows("energy", indices, np.ones(indices.size, dtype=np.int64))
 
 
 class Store:
@@ -271,6 +320,7 @@ class Store:
             )
         self.metadata: dict[str, Any] = json.loads(self._file.attrs["metadata"])
         self._cache: dict[str, np.ndarray] = {}
+        self._reader = BlockReader(self.path)
 
     def __enter__(self) -> Store:
         return self
@@ -282,6 +332,7 @@ class Store:
         """Close the HDF5 file."""
         if self._file.id.valid:
             self._file.close()
+        self._reader.close()
 
     def _array(self, name: str) -> np.ndarray:
         if name not in self._cache:
@@ -349,17 +400,19 @@ class Store:
         """Energies in eV (float64) of all conformations or of ``indices`` (NaN where absent)."""
         if indices is None:
             return self._file["energy"][()]
-        indices = np.asarray(indices, dtype=np.int64)
-        unique, inverse = np.unique(indices, return_inverse=True)
-        return _read_points(self._file["energy"], unique)[inverse]
+        indices = self._check(indices)
+        return self._reader.read_energies(indices)
 
-    def read(self, indices: Sequence[int] | np.ndarray) -> ConformationBlock:
-        """Conformations ``indices`` as one flat block."""
+    def _check(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= self.n_conformations):
             raise IndexError(f"conformation index out of range 0..{self.n_conformations - 1}")
-        return read_block(self._file, indices, self.has_forces)
+        return indices
+
+    def read(self, indices: Sequence[int] | np.ndarray) -> ConformationBlock:
+        """Conformations ``indices`` as one flat block."""
+        return self._reader.read(self._check(indices))
 
     def read_range(self, start: int, stop: int) -> ConformationBlock:
-        """Conformations ``start:stop`` as one flat block (one contiguous read)."""
+        """Conformations ``start:stop`` as one flat block (contiguous reads)."""
         return self.read(np.arange(start, stop, dtype=np.int64))
