@@ -36,6 +36,8 @@ _EXPORTS = {
     "fit_reference_energies": "reference",
     "residual_statistics": "reference",
     "ANI1_SELF_ENERGIES_EV": "reference",
+    "Summary": "summary",
+    "summarize": "summary",
 }
 
 __all__ = sorted(_EXPORTS)

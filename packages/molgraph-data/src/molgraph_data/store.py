@@ -403,6 +403,17 @@ class Store:
         indices = self._check(indices)
         return self._reader.read_energies(indices)
 
+    def energy_range(self, chunk: int = 1 << 20) -> tuple[float, float]:
+        """Smallest and largest energy in eV, streamed (NaN, NaN without energies)."""
+        low, high = np.inf, -np.inf
+        dataset = self._file["energy"]
+        for start in range(0, self.n_conformations, chunk):
+            values = dataset[start : start + chunk]
+            values = values[~np.isnan(values)]
+            if values.size:
+                low, high = min(low, float(values.min())), max(high, float(values.max()))
+        return (low, high) if low <= high else (float("nan"), float("nan"))
+
     def _check(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size and (indices.min() < 0 or indices.max() >= self.n_conformations):
