@@ -27,13 +27,18 @@ def _label(atoms: Any, key: str, per_atom: bool) -> np.ndarray | None:
 
 
 class AseReader(Reader):
-    """A user's own data through ``ase.io.iread``; molecules are grouped by chemical formula."""
+    """A user's own data through ``ase.io.iread``; molecules are grouped by chemical formula.
+
+    Energies and forces are taken from ``energy_key``/``forces_key`` in ``atoms.info``/
+    ``atoms.arrays`` or the attached calculator; without those options the keys ``energy`` and
+    ``forces`` are used where the first frame has them (else the store holds positions only).
+    """
 
     name = "ase"
     description = "any ASE-readable file (extxyz, ASE db, ...); energy/forces keys configurable"
     options: ClassVar[dict[str, Any]] = {
-        "energy_key": "energy",
-        "forces_key": "forces",
+        "energy_key": None,
+        "forces_key": None,
         "energy_unit": "eV",
         "ase_format": None,
     }
@@ -43,7 +48,9 @@ class AseReader(Reader):
         """Frames of the file in blocks of consecutive frames with the same atoms."""
         import ase.io
 
-        energy_key, forces_key = options["energy_key"], options["forces_key"]
+        # a key the user named must be on every frame; the default keys are optional
+        energy_key = options["energy_key"] or "energy"
+        forces_key = options["forces_key"] or "forces"
         unit = options["energy_unit"]
         if unit not in units.ENERGY_TO_EV:
             raise DataError(
@@ -78,7 +85,8 @@ class AseReader(Reader):
                 energy = _label(atoms, energy_key, per_atom=False)
                 forces = _label(atoms, forces_key, per_atom=True)
                 if has_energy is None:
-                    has_energy, has_forces = energy is not None, forces is not None
+                    has_energy = energy is not None or options["energy_key"] is not None
+                    has_forces = forces is not None or options["forces_key"] is not None
                 if has_energy and energy is None:
                     raise DataError(where, f"no energy under key {energy_key!r} (set --energy-key)")
                 if has_forces and forces is None:
