@@ -1,9 +1,215 @@
-"""`denoisepot finetune` (filled in by its issue)."""
+"""`denoisepot finetune`: fine-tune a pretrained backbone (``--from``) or train one from
+scratch (``--backbone``) on energies and forces, with the same recipe for both."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from ..errors import DenoisepotError
+
+
+def parse_hparams(items: list[str]) -> dict[str, Any]:
+    """``key=value`` strings to a dict; values are read as JSON (numbers, true/false, lists)
+    and otherwise kept as strings."""
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise DenoisepotError(
+                f"--hparam {item!r} is not key=value (e.g. --hparam hidden_channels=64)"
+            )
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except ValueError:
+            parsed[key.strip()] = value
+    return parsed
+
+
+def parse_train_size(text: str | None) -> int | float | None:
+    """``"200"`` -> 200 conformations, ``"0.25"`` -> a quarter of the training part."""
+    if text is None:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        raise DenoisepotError(f"--train-size {text!r} is neither a count nor a fraction") from None
+    if number.is_integer() and "." not in text and "e" not in text.lower():
+        if number < 1:
+            raise DenoisepotError(f"--train-size {text} must be at least 1")
+        return int(number)
+    if not 0.0 < number <= 1.0:
+        raise DenoisepotError(f"--train-size {text}: a fraction must be in (0, 1]")
+    return number
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+
+    @app.command("finetune")
+    def finetune(
+        data: Annotated[
+            Path | None,
+            typer.Option("--data", help="Store or release file; default: the built-in dataset."),
+        ] = None,
+        init_checkpoint: Annotated[
+            Path | None, typer.Option("--from", help="Pretraining checkpoint (the pretrained row).")
+        ] = None,
+        backbone: Annotated[
+            str | None,
+            typer.Option("--backbone", help="Backbone to train from scratch (the baseline row)."),
+        ] = None,
+        hparam: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--hparam", help="Backbone hyperparameter key=value (with --backbone; repeatable)."
+            ),
+        ] = None,
+        epochs: Annotated[
+            int | None,
+            typer.Option(
+                "--epochs",
+                help="paper: epochs (default 10 for ANI, 50 otherwise); converged: the epoch cap.",
+            ),
+        ] = None,
+        protocol: Annotated[
+            str,
+            typer.Option(
+                "--protocol",
+                help="paper (fixed epochs) or converged (early stopping on validation loss).",
+            ),
+        ] = "paper",
+        patience: Annotated[
+            int,
+            typer.Option(
+                "--patience",
+                help="converged: epochs without a better validation loss before stopping.",
+            ),
+        ] = 30,
+        forces: Annotated[
+            bool | None,
+            typer.Option(
+                "--forces/--energy-only",
+                help="Train on forces too (default: where the data have them).",
+            ),
+        ] = None,
+        force_weight: Annotated[
+            float,
+            typer.Option(
+                "--force-weight",
+                help="Weight of the force MSE ((eV/Å)²) against the energy MSE (eV²).",
+            ),
+        ] = 1.0,
+        split: Annotated[
+            str,
+            typer.Option(
+                "--split",
+                help="conformation (80/10/10 within molecules), molecule (unseen molecules) "
+                "or official.",
+            ),
+        ] = "conformation",
+        train_size: Annotated[
+            str | None,
+            typer.Option("--train-size", help="Training conformations: a count N or a FRACTION."),
+        ] = None,
+        batch_size: Annotated[
+            int, typer.Option("--batch-size", help="Conformations per batch.")
+        ] = 256,
+        lr: Annotated[
+            float, typer.Option("--lr", help="Peak learning rate of the head (AdamW).")
+        ] = 2e-4,
+        backbone_lr_factor: Annotated[
+            float,
+            typer.Option("--backbone-lr-factor", help="Backbone learning rate = lr × this factor."),
+        ] = 1.0,
+        freeze_backbone_epochs: Annotated[
+            int,
+            typer.Option(
+                "--freeze-backbone-epochs", help="Train only the head for the first N epochs."
+            ),
+        ] = 0,
+        readout: Annotated[
+            str,
+            typer.Option(
+                "--readout", help="per_atom (size-extensive) or sum_then_mlp (the paper's)."
+            ),
+        ] = "per_atom",
+        seed: Annotated[
+            int, typer.Option("--seed", help="Seed of split, subset and initialisation.")
+        ] = 0,
+        out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/finetune"),
+        devices: Annotated[
+            int, typer.Option("--devices", help="Devices (DDP when more than one).")
+        ] = 1,
+        accelerator: Annotated[
+            str, typer.Option("--accelerator", help="cpu, gpu or auto.")
+        ] = "auto",
+        num_workers: Annotated[int, typer.Option("--num-workers", help="DataLoader workers.")] = 0,
+        resume: Annotated[
+            bool, typer.Option("--resume", help="Continue the run in --out.")
+        ] = False,
+        overwrite: Annotated[
+            bool, typer.Option("--overwrite", help="Replace the run in --out.")
+        ] = False,
+    ) -> None:
+        """Fine-tune on energies (and forces): best-validation checkpoint, test metrics,
+        results.csv with per-conformation predictions, parity plot and error histogram."""
+        import logging
+
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        from ..engine.finetune import FinetuneConfig, run_finetuning
+        from .evaluate import metrics_table
+
+        console = Console()
+        handler = RichHandler(console=console, show_path=False)
+        for name in ("finetune_heads", "denoisepot"):
+            logging.getLogger(name).addHandler(handler)
+            logging.getLogger(name).setLevel(logging.INFO)
+        config = FinetuneConfig(
+            out_dir=out,
+            data=data,
+            init_checkpoint=init_checkpoint,
+            backbone=backbone,
+            backbone_hparams=parse_hparams(hparam or []),
+            protocol=protocol,
+            epochs=epochs,
+            patience=patience,
+            forces=forces,
+            force_weight=force_weight,
+            split=split,
+            train_size=parse_train_size(train_size),
+            batch_size=batch_size,
+            lr=lr,
+            backbone_lr_factor=backbone_lr_factor,
+            freeze_backbone_epochs=freeze_backbone_epochs,
+            readout=readout,
+            seed=seed,
+            num_workers=num_workers,
+            accelerator=accelerator,
+            devices=devices,
+            strategy="ddp" if devices > 1 else "auto",
+            resume=resume,
+            overwrite=overwrite,
+        )
+        result = run_finetuning(config)
+        row = "pretrained" if init_checkpoint is not None else "from scratch"
+        console.print(
+            metrics_table(
+                [
+                    (f"{row} (test {result.n_test})", result.test_metrics),
+                    ("predict the mean", result.baseline_metrics),
+                ],
+                title=(
+                    f"test errors after {result.epochs_run} epochs (best {result.best_epoch}), "
+                    f"{result.n_train} training conformations, {result.seconds:.0f} s"
+                ),
+            )
+        )
+        console.print(f"best checkpoint: {result.best_checkpoint}")
+        console.print(f"per-conformation predictions: {result.results_csv}")
+        console.print(f"plots: {out / 'parity.png'}, {out / 'error_histogram.png'}")

@@ -1,0 +1,708 @@
+"""Fine-tuning engine: one recipe for the pretrained and the from-scratch rows.
+
+``run_finetuning(FinetuneConfig(...))`` splits the store, fits per-element reference energies
+on the training part, builds the potential (backbone from a pretraining checkpoint or fresh
+from the registry; a new energy head either way), trains it with Lightning (AdamW, warmup /
+plateau / cosine per batch, energies and optionally forces), keeps the best-validation
+checkpoint (kind "finetune"), evaluates it on the test part and writes ``results.csv`` (one
+row per test conformation), ``metrics.json`` and ``split.npz`` into the output folder.
+
+Units: Å, eV, eV/Å throughout; reports convert to kcal/mol and meV.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from equivariant_backbones import atomic_torch_save, build_backbone
+from finetune_heads import (
+    EnergyHead,
+    ErrorMetrics,
+    MetricAccumulator,
+    Potential,
+    load_pretrained_backbone,
+    parameter_groups,
+    potential_to_checkpoint,
+    set_backbone_trainable,
+)
+from molgraph_data import (
+    Store,
+    fit_reference_energies,
+    make_dataloader,
+    official_split,
+    split_by_molecule,
+    split_within_molecules,
+    subset,
+)
+
+from ..errors import DenoisepotError
+from .schedule import warmup_plateau_cosine
+
+logger = logging.getLogger("denoisepot.finetune")
+
+PROTOCOLS = ("paper", "converged")
+SPLITS = ("conformation", "molecule", "official")
+#: paper protocol: fixed epochs by source format (ANI: 10; SPICE, ISO17 and others: 50)
+PAPER_EPOCHS = {"ani1": 10, "ani1x": 10}
+PAPER_EPOCHS_DEFAULT = 50
+#: converged protocol: epoch cap when none is given
+CONVERGED_EPOCH_CAP = 500
+BEST_CHECKPOINT = "best.pt"
+RESULTS_CSV = "results.csv"
+METRICS_JSON = "metrics.json"
+SPLIT_NPZ = "split.npz"
+_RESUME_DIR = "lightning"
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that defines a fine-tuning run; paths, Å, eV, eV/Å.
+
+    Give ``init_checkpoint`` (a pretraining checkpoint: the pretrained row) or ``backbone``
+    with ``backbone_hparams`` (the from-scratch row); all other settings are shared.
+    ``epochs``: the fixed epoch count of the ``paper`` protocol (default by dataset) or the
+    cap of the ``converged`` protocol (early stopping after ``patience`` epochs without a
+    better validation loss). ``forces=None`` trains on forces where the data have them.
+    ``train_size``: a count (int) or a fraction (float) of the training part.
+    """
+
+    out_dir: Path
+    data: Path | None = None
+    init_checkpoint: Path | None = None
+    backbone: str | None = None
+    backbone_hparams: dict[str, Any] = field(default_factory=dict)
+    protocol: str = "paper"
+    epochs: int | None = None
+    patience: int = 30
+    forces: bool | None = None
+    force_weight: float = 1.0
+    split: str = "conformation"
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    val_fraction: float = 0.1
+    train_size: int | float | None = None
+    batch_size: int = 256
+    lr: float = 2e-4
+    backbone_lr_factor: float = 1.0
+    freeze_backbone_epochs: int = 0
+    weight_decay: float = 0.0
+    warmup_epochs: float = 0.3
+    plateau_epochs: float = 0.7
+    min_lr: float = 1e-7
+    readout: str = "per_atom"
+    head_hidden: int | None = None
+    seed: int = 0
+    num_workers: int = 0
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    progress_bar: bool = True
+    resume: bool = False
+    overwrite: bool = False
+
+    def to_plain(self) -> dict[str, Any]:
+        """The configuration as JSON-friendly plain data (paths as strings)."""
+        plain = asdict(self)
+        for key, value in plain.items():
+            if isinstance(value, Path):
+                plain[key] = str(value)
+            elif isinstance(value, tuple):
+                plain[key] = list(value)
+        return plain
+
+
+@dataclass
+class FinetuneResult:
+    """Outcome of a run: test errors in eV (eV/Å), the epochs used and where things are."""
+
+    best_checkpoint: Path
+    results_csv: Path
+    test_metrics: ErrorMetrics
+    val_metrics: ErrorMetrics
+    baseline_metrics: ErrorMetrics
+    epochs_run: int
+    best_epoch: int
+    seconds: float
+    n_train: int
+    n_val: int
+    n_test: int
+    used_forces: bool
+
+
+def _check_config(config: FinetuneConfig) -> None:
+    if (config.init_checkpoint is None) == (config.backbone is None):
+        raise DenoisepotError("give either a pretraining checkpoint (--from CKPT) or a backbone "
+                              "name (--backbone NAME), not both or neither")
+    if config.init_checkpoint is not None and config.backbone_hparams:
+        raise DenoisepotError("--hparam applies to --backbone only; a pretrained backbone takes "
+                              "its hyperparameters from the checkpoint")
+    if config.protocol not in PROTOCOLS:
+        raise DenoisepotError(f"unknown protocol {config.protocol!r}; choose one of {PROTOCOLS}")
+    if config.split not in SPLITS:
+        raise DenoisepotError(f"unknown split {config.split!r}; choose one of {SPLITS}")
+    if config.epochs is not None and config.epochs < 1:
+        raise DenoisepotError(f"--epochs must be at least 1, got {config.epochs}")
+    if config.force_weight < 0:
+        raise DenoisepotError(f"--force-weight must be >= 0, got {config.force_weight}")
+    if config.batch_size < 1 or config.lr <= 0:
+        raise DenoisepotError("--batch-size must be >= 1 and the learning rate positive")
+
+
+def resolve_store(data: Path | None, workdir: Path) -> Path:
+    """The store to fine-tune on: ``data`` (a store, or a release file converted once into
+    ``workdir``) or, when omitted, the built-in dataset."""
+    from molgraph_data import ensure_store
+
+    if data is None:
+        from ..datagen import ensure_builtin_store
+
+        return ensure_builtin_store()
+    return ensure_store(data, workdir)
+
+
+def make_split(
+    store_path: Path,
+    split: str,
+    *,
+    seed: int,
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    val_fraction: float = 0.1,
+    train_size: int | float | None = None,
+) -> dict[str, np.ndarray]:
+    """Train/val/test conformation indices of the store: ``conformation`` (within each
+    molecule), ``molecule`` (unseen molecules) or ``official`` (the release's split), with the
+    training part cut to ``train_size`` (count or fraction) by ``seed``."""
+    if split == "conformation":
+        parts = split_within_molecules(store_path, fractions, seed)
+    elif split == "molecule":
+        parts = split_by_molecule(store_path, fractions, seed)
+    else:
+        parts = official_split(store_path, val_fraction, seed)
+    if train_size is not None:
+        parts["train"] = subset(parts["train"], train_size, seed)
+    for name in ("train", "val", "test"):
+        if name not in parts or parts[name].size == 0:
+            raise DenoisepotError(
+                f"{store_path}: the {split} split leaves no {name} conformations; use more "
+                "data or another --split"
+            )
+    return {name: parts[name] for name in ("train", "val", "test")}
+
+
+def _paper_epochs(store: Store) -> int:
+    formats = {source.get("format") for source in store.metadata.get("sources", [])}
+    if formats and all(f in PAPER_EPOCHS for f in formats):
+        return min(PAPER_EPOCHS[f] for f in formats)
+    return PAPER_EPOCHS_DEFAULT
+
+
+def _forces_of(batch: Any) -> torch.Tensor | None:
+    return batch.forces if "forces" in batch else None
+
+
+class FinetuneModule(L.LightningModule):
+    """Trains a :class:`Potential` on energies (eV) and optionally forces (eV/Å).
+
+    Loss: mean squared energy error per molecule (eV²) plus ``force_weight`` times the mean
+    squared force error per component ((eV/Å)²); the validation loss is the same quantity.
+    """
+
+    def __init__(
+        self,
+        potential: Potential,
+        *,
+        use_forces: bool,
+        force_weight: float,
+        lr: float,
+        backbone_lr_factor: float,
+        weight_decay: float,
+        freeze_backbone_epochs: int,
+        total_steps: int,
+        warmup_steps: int,
+        plateau_steps: int,
+        min_lr: float,
+    ) -> None:
+        super().__init__()
+        self.potential = potential
+        self.potential.compute_forces = use_forces
+        self.use_forces = use_forces
+        self.force_weight = force_weight
+        self.lr = lr
+        self.backbone_lr_factor = backbone_lr_factor
+        self.weight_decay = weight_decay
+        self.freeze_backbone_epochs = freeze_backbone_epochs
+        self.schedule = {"total_steps": total_steps, "warmup_steps": warmup_steps,
+                         "plateau_steps": plateau_steps, "min_lr": min_lr}
+        self._val = MetricAccumulator()
+        self.last_val_metrics: ErrorMetrics | None = None
+
+    def _loss(self, batch: Any, output: dict[str, torch.Tensor]) -> torch.Tensor:
+        energy_error = (output["energy"] - batch.energy).to(torch.float32)
+        loss = energy_error.pow(2).mean()
+        if self.use_forces:
+            loss = loss + self.force_weight * (output["forces"] - batch.forces).pow(2).mean()
+        return loss
+
+    def forward(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Energies (eV) and, when trained on them, forces (eV/Å) of a collated batch."""
+        return self.potential(batch.z, batch.pos, batch.batch, int(batch.num_graphs))
+
+    def on_train_epoch_start(self) -> None:
+        set_backbone_trainable(self.potential, self.current_epoch >= self.freeze_backbone_epochs)
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(batch, self(batch))
+        self.log("train_loss", loss, prog_bar=True, batch_size=int(batch.num_graphs))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val = MetricAccumulator()
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        output = self(batch)
+        self._val.update(output["energy"], batch.energy, batch.n_atoms,
+                         output.get("forces"), _forces_of(batch) if self.use_forces else None)
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self._val.compute()
+        self.last_val_metrics = metrics
+        val_loss = metrics.energy_rmse**2
+        if self.use_forces:
+            val_loss += self.force_weight * metrics.force_rmse**2
+        self.log("val_loss", val_loss, prog_bar=True, sync_dist=True)
+        self.log("val_energy_mae_ev", metrics.energy_mae, sync_dist=True)
+        if self.use_forces:
+            self.log("val_force_mae_ev_per_a", metrics.force_mae, sync_dist=True)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(
+            parameter_groups(self.potential, self.lr, self.backbone_lr_factor),
+            lr=self.lr, weight_decay=self.weight_decay,
+        )
+        scheduler = warmup_plateau_cosine(optimizer, **self.schedule)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class BestCheckpoint(L.Callback):
+    """Writes the fine-tuned checkpoint (kind "finetune") whenever the validation loss
+    improves; its state (best loss and epoch) is saved with Lightning's resume checkpoint."""
+
+    def __init__(self, path: Path, extra: dict[str, Any]) -> None:
+        self.path = path
+        self.extra = extra
+        self.best_loss = math.inf
+        self.best_epoch = -1
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        loss = float(trainer.callback_metrics["val_loss"])
+        if not loss < self.best_loss:
+            return
+        self.best_loss, self.best_epoch = loss, trainer.current_epoch
+        if trainer.is_global_zero:
+            assert isinstance(pl_module, FinetuneModule)
+            metrics = pl_module.last_val_metrics
+            atomic_torch_save(
+                potential_to_checkpoint(
+                    pl_module.potential,
+                    **self.extra,
+                    epoch=trainer.current_epoch,
+                    val_metrics_ev=None if metrics is None else metrics.as_dict(),
+                ),
+                self.path,
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_loss": self.best_loss, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_loss = float(state_dict["best_loss"])
+        self.best_epoch = int(state_dict["best_epoch"])
+
+
+#: force components of at most this many conformations are kept for the parity plot
+PLOT_FORCE_CONFORMATIONS = 2000
+
+
+@dataclass
+class Predictions:
+    """Per-conformation predictions on a set of conformations (eV; force MAE eV/Å) and a
+    sample of force components (eV/Å) for plots."""
+
+    table: dict[str, np.ndarray]
+    forces_predicted: np.ndarray | None
+    forces_reference: np.ndarray | None
+
+
+@torch.no_grad()
+def predict(
+    potential: Potential,
+    store_path: Path,
+    indices: np.ndarray,
+    *,
+    batch_size: int = 256,
+    with_forces: bool,
+) -> tuple[ErrorMetrics, Predictions]:
+    """Errors (eV, eV/Å) and per-conformation predictions of ``potential`` on the store's
+    ``indices``: conf_id, mol_id, n_atoms, reference and predicted energy (eV), the energy
+    without per-element reference energies, and with forces each conformation's force MAE."""
+    potential.eval()
+    potential.compute_forces = with_forces
+    device = next(potential.parameters()).device
+    reference_energies = potential.head.reference_energies_ev
+    accumulator = MetricAccumulator()
+    columns = ("conf_id", "mol_id", "n_atoms", "energy_ref_ev", "energy_pred_ev",
+               "element_reference_ev", "force_mae_ev_per_a")
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in columns}
+    force_pred: list[np.ndarray] = []
+    force_ref: list[np.ndarray] = []
+    kept = 0
+    for batch in make_dataloader(store_path, indices, batch_size, shuffle=False, seed=0):
+        batch = batch.to(device)
+        num = int(batch.num_graphs)
+        output = potential(batch.z, batch.pos, batch.batch, num)
+        forces_ref = _forces_of(batch) if with_forces else None
+        accumulator.update(output["energy"], batch.energy, batch.n_atoms,
+                           output.get("forces"), forces_ref)
+        element_sum = torch.zeros(num, dtype=torch.float64, device=device).index_add(
+            0, batch.batch, reference_energies[batch.z])
+        for key, value in (("conf_id", batch.conf_id), ("mol_id", batch.mol_id),
+                           ("n_atoms", batch.n_atoms), ("energy_ref_ev", batch.energy),
+                           ("energy_pred_ev", output["energy"]),
+                           ("element_reference_ev", element_sum)):
+            rows[key].append(value.cpu().numpy())
+        if forces_ref is not None:
+            per_atom = (output["forces"] - forces_ref).abs().sum(dim=1).double()
+            per_conf = torch.zeros(num, dtype=torch.float64, device=device).index_add(
+                0, batch.batch, per_atom)
+            rows["force_mae_ev_per_a"].append((per_conf / (3 * batch.n_atoms)).cpu().numpy())
+            if kept < PLOT_FORCE_CONFORMATIONS:
+                force_pred.append(output["forces"].cpu().numpy().ravel())
+                force_ref.append(forces_ref.cpu().numpy().ravel())
+                kept += num
+    table = {k: np.concatenate(v) for k, v in rows.items() if v}
+    return accumulator.compute(), Predictions(
+        table=table,
+        forces_predicted=np.concatenate(force_pred) if force_pred else None,
+        forces_reference=np.concatenate(force_ref) if force_ref else None,
+    )
+
+
+def write_results_csv(path: Path, table: dict[str, np.ndarray]) -> Path:
+    """Write per-conformation predictions (energies eV, force MAE eV/Å) as CSV, atomically."""
+    columns = [c for c in ("conf_id", "mol_id", "n_atoms", "energy_ref_ev", "energy_pred_ev",
+                           "element_reference_ev", "force_mae_ev_per_a") if c in table]
+    error = table["energy_pred_ev"] - table["energy_ref_ev"]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow([*columns, "energy_error_ev"])
+        for i in range(error.size):
+            row: list[Any] = [int(table[c][i]) for c in columns[:3]]
+            row += [repr(float(table[c][i])) for c in columns[3:]]
+            row.append(repr(float(error[i])))
+            writer.writerow(row)
+    tmp.replace(path)
+    return path
+
+
+def write_report_files(out_dir: Path, predictions: Predictions) -> dict[str, Path]:
+    """``results.csv``, the parity plot and the error histogram of one evaluation in
+    ``out_dir`` (plots in kcal/mol); returns their paths by name."""
+    from molgraph_data.units import EV_IN_KCAL_PER_MOL
+
+    from ..plots import error_histogram, parity_plot
+
+    table = predictions.table
+    has_forces = predictions.forces_reference is not None
+    paths = {"results_csv": write_results_csv(out_dir / RESULTS_CSV, table)}
+    # energies relative to the per-element reference energies: the part the model learns
+    reference = table["energy_ref_ev"] - table["element_reference_ev"]
+    predicted = table["energy_pred_ev"] - table["element_reference_ev"]
+    paths["parity_png"] = parity_plot(
+        out_dir / "parity.png", reference, predicted,
+        forces_reference=predictions.forces_reference,
+        forces_predicted=predictions.forces_predicted,
+        energy_factor=EV_IN_KCAL_PER_MOL, energy_unit="kcal/mol",
+        energy_label="energy − element references",
+    )
+    paths["histogram_png"] = error_histogram(
+        out_dir / "error_histogram.png", predicted - reference,
+        force_errors=(predictions.forces_predicted - predictions.forces_reference)
+        if has_forces else None,
+        energy_factor=EV_IN_KCAL_PER_MOL, energy_unit="kcal/mol",
+    )
+    return paths
+
+
+def baseline_metrics(
+    store_path: Path, indices: np.ndarray, per_element_ev: np.ndarray,
+    residual_per_atom_mean_ev: float, with_forces: bool,
+) -> ErrorMetrics:
+    """Errors of the trivial model that predicts the reference energies plus the mean
+    per-atom residual of the training data, and zero forces (eV, eV/Å)."""
+    reference = torch.as_tensor(per_element_ev, dtype=torch.float64)
+    accumulator = MetricAccumulator()
+    for batch in make_dataloader(store_path, indices, 1024, shuffle=False, seed=0):
+        per_atom = reference[batch.z] + residual_per_atom_mean_ev
+        predicted = torch.zeros(int(batch.num_graphs), dtype=torch.float64).index_add(
+            0, batch.batch, per_atom)
+        forces_ref = _forces_of(batch) if with_forces else None
+        accumulator.update(predicted, batch.energy, batch.n_atoms,
+                           None if forces_ref is None else torch.zeros_like(forces_ref),
+                           forces_ref)
+    return accumulator.compute()
+
+
+def _prepare_out_dir(config: FinetuneConfig) -> None:
+    out = config.out_dir
+    if out.exists() and any(out.iterdir()) and not (config.resume or config.overwrite):
+        raise DenoisepotError(
+            f"{out}: the output folder already holds a run; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    if config.overwrite and not config.resume and out.exists():
+        for name in (BEST_CHECKPOINT, RESULTS_CSV, METRICS_JSON, SPLIT_NPZ, _RESUME_DIR, "logs"):
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
+    """Fine-tune (or train from scratch) as ``config`` says; returns the best checkpoint,
+    its test metrics (eV, eV/Å), the epochs run and the wall time in seconds."""
+    from molgraph_data import save_split
+
+    started = time.perf_counter()
+    _check_config(config)
+    config.out_dir = Path(config.out_dir)
+    _prepare_out_dir(config)
+    store_path = resolve_store(config.data, config.out_dir / "data")
+
+    with Store(store_path) as store:
+        has_forces = store.has_forces
+        elements = [int(e) for e in store.elements]
+        paper_epochs = _paper_epochs(store)
+        n_conformations = store.n_conformations
+        sources = [{k: s.get(k) for k in ("path", "format", "level_of_theory")}
+                   for s in store.metadata.get("sources", [])]
+    use_forces = has_forces if config.forces is None else config.forces
+    if use_forces and not has_forces:
+        raise DenoisepotError(f"{store_path}: the data hold no forces; fine-tune with "
+                              "--energy-only")
+    split = make_split(store_path, config.split, seed=config.seed,
+                       fractions=config.split_fractions, val_fraction=config.val_fraction,
+                       train_size=config.train_size)
+    save_split(config.out_dir / SPLIT_NPZ, split)
+    reference = fit_reference_energies(store_path, split["train"])
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    if config.init_checkpoint is not None:
+        loaded = load_pretrained_backbone(config.init_checkpoint, finetune_elements=elements)
+        backbone = loaded.backbone
+    else:
+        assert config.backbone is not None
+        try:
+            backbone = build_backbone(config.backbone, **config.backbone_hparams)
+        except TypeError as exc:
+            raise DenoisepotError(f"bad --hparam for backbone {config.backbone!r}: {exc}") from None
+    # the head's initialisation depends on the seed only, identically for both rows
+    torch.manual_seed(config.seed + 1)
+    head = EnergyHead(
+        backbone.scalar_dim,
+        hidden_features=config.head_hidden,
+        readout=config.readout,
+        reference_energies_ev=torch.from_numpy(reference.per_element_ev),
+        residual_scale_ev=max(reference.residual_per_atom_std_ev, 1e-3),
+        residual_shift_ev=reference.residual_per_atom_mean_ev,
+    )
+    potential = Potential(backbone, head, compute_forces=use_forces)
+
+    train_loader = make_dataloader(store_path, split["train"], config.batch_size, shuffle=True,
+                                   seed=config.seed, num_workers=config.num_workers)
+    val_loader = make_dataloader(store_path, split["val"], config.batch_size, shuffle=False,
+                                 seed=config.seed, num_workers=config.num_workers)
+    per_rank = math.ceil(split["train"].size / max(1, config.devices * config.num_nodes))
+    steps_per_epoch = max(1, math.ceil(per_rank / config.batch_size))
+    if config.protocol == "paper":
+        max_epochs = config.epochs or paper_epochs
+    else:
+        max_epochs = config.epochs or CONVERGED_EPOCH_CAP
+    module = FinetuneModule(
+        potential,
+        use_forces=use_forces,
+        force_weight=config.force_weight,
+        lr=config.lr,
+        backbone_lr_factor=config.backbone_lr_factor,
+        weight_decay=config.weight_decay,
+        freeze_backbone_epochs=config.freeze_backbone_epochs,
+        total_steps=max_epochs * steps_per_epoch,
+        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
+        plateau_steps=round(config.plateau_epochs * steps_per_epoch),
+        min_lr=config.min_lr,
+    )
+    extra = {
+        "recipe": {**config.to_plain(), "protocol": config.protocol, "max_epochs": max_epochs,
+                   "used_forces": use_forces},
+        "data": {"store": str(store_path), "n_conformations": n_conformations,
+                 "sources": sources, "elements": elements,
+                 "split_sizes": {k: int(v.size) for k, v in split.items()}},
+        "pretrained_from": None if config.init_checkpoint is None else str(
+            config.init_checkpoint),
+        "seed": config.seed,
+    }
+    best = BestCheckpoint(config.out_dir / BEST_CHECKPOINT, extra)
+    callbacks: list[L.Callback] = [
+        best,
+        L.pytorch.callbacks.ModelCheckpoint(dirpath=config.out_dir / _RESUME_DIR,
+                                            save_last=True, save_top_k=0),
+    ]
+    if config.protocol == "converged":
+        callbacks.append(L.pytorch.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, mode="min", check_finite=True))
+    if config.progress_bar:
+        callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=True))
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator=config.accelerator,
+        devices=config.devices,
+        num_nodes=config.num_nodes,
+        strategy=config.strategy,
+        callbacks=callbacks,
+        logger=L.pytorch.loggers.CSVLogger(config.out_dir, name="logs", version=""),
+        enable_progress_bar=config.progress_bar,
+        enable_model_summary=False,
+        inference_mode=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        deterministic=False,
+    )
+    resume_from = config.out_dir / _RESUME_DIR / "last.ckpt"
+    trainer.fit(module, train_loader, val_loader,
+                ckpt_path=resume_from if config.resume and resume_from.is_file() else None,
+                weights_only=False)
+    epochs_run = int(trainer.current_epoch)
+
+    from finetune_heads import load_finetuned
+
+    best_potential, payload = load_finetuned(config.out_dir / BEST_CHECKPOINT)
+    val_metrics, _ = predict(best_potential, store_path, split["val"],
+                             batch_size=config.batch_size, with_forces=has_forces)
+    test_metrics, predictions = predict(best_potential, store_path, split["test"],
+                                        batch_size=config.batch_size, with_forces=has_forces)
+    baseline = baseline_metrics(store_path, split["test"], reference.per_element_ev,
+                                reference.residual_per_atom_mean_ev, has_forces)
+    results_csv = write_report_files(config.out_dir, predictions)["results_csv"]
+    seconds = time.perf_counter() - started
+    result = FinetuneResult(
+        best_checkpoint=config.out_dir / BEST_CHECKPOINT,
+        results_csv=results_csv,
+        test_metrics=test_metrics,
+        val_metrics=val_metrics,
+        baseline_metrics=baseline,
+        epochs_run=epochs_run,
+        best_epoch=int(payload["epoch"]),
+        seconds=seconds,
+        n_train=int(split["train"].size),
+        n_val=int(split["val"].size),
+        n_test=int(split["test"].size),
+        used_forces=use_forces,
+    )
+    write_metrics_json(config.out_dir / METRICS_JSON, result)
+    return result
+
+
+def write_metrics_json(path: Path, result: FinetuneResult) -> Path:
+    """Write the run's summary (errors in eV and eV/Å) as JSON."""
+    summary: dict[str, Any] = {}
+    for item in fields(result):
+        value = getattr(result, item.name)
+        if isinstance(value, ErrorMetrics):
+            value = value.as_dict()
+        elif isinstance(value, Path):
+            value = str(value)
+        summary[item.name] = value
+    summary["units"] = {"energy": "eV", "forces": "eV/Angstrom"}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(summary, indent=1, allow_nan=True))
+    tmp.replace(path)
+    return path
+
+
+@dataclass
+class EvaluationResult:
+    """Errors (eV, eV/Å) of a fine-tuned checkpoint on one part of a store, and its files."""
+
+    metrics: ErrorMetrics
+    split: str
+    store: Path
+    n_conformations: int
+    files: dict[str, Path]
+
+
+def evaluate_checkpoint(
+    checkpoint: Path, data: Path | None, split: str, out_dir: Path, *, batch_size: int = 256
+) -> EvaluationResult:
+    """Evaluate the fine-tuned ``checkpoint`` on the ``split`` part (train, val, test; the
+    split is rebuilt from the checkpoint's recipe) or ``all`` of ``data`` (default: the store
+    it was trained on); writes results.csv, metrics.json and the plots into ``out_dir``."""
+    from finetune_heads import load_finetuned
+
+    potential, payload = load_finetuned(checkpoint)
+    recipe = payload.get("recipe") or {}
+    data_info = payload.get("data") or {}
+    if data is None:
+        if not data_info.get("store"):
+            raise DenoisepotError(f"{checkpoint}: the checkpoint does not record its data; "
+                                  "pass --data STORE")
+        data = Path(data_info["store"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store_path = resolve_store(data, out_dir / "data")
+    with Store(store_path) as store:
+        has_forces = store.has_forces
+        n_conformations = store.n_conformations
+    if split == "all":
+        indices = np.arange(n_conformations, dtype=np.int64)
+    elif split in ("train", "val", "test"):
+        if data_info.get("n_conformations") != n_conformations or not recipe.get("split"):
+            raise DenoisepotError(
+                f"{store_path}: not the store {checkpoint} was fine-tuned on "
+                f"({n_conformations} conformations, it recorded "
+                f"{data_info.get('n_conformations')}), so its {split} split cannot be rebuilt; "
+                "use --split all"
+            )
+        train_size = recipe.get("train_size")
+        indices = make_split(
+            store_path, recipe["split"], seed=int(recipe["seed"]),
+            fractions=tuple(recipe["split_fractions"]), val_fraction=float(recipe["val_fraction"]),
+            train_size=train_size,
+        )[split]
+    else:
+        raise DenoisepotError(f"unknown split {split!r}; choose train, val, test or all")
+    metrics, predictions = predict(potential, store_path, indices, batch_size=batch_size,
+                                   with_forces=has_forces)
+    files = write_report_files(out_dir, predictions)
+    summary = {"checkpoint": str(checkpoint), "store": str(store_path), "split": split,
+               "n_conformations": int(indices.size), "metrics_ev": metrics.as_dict(),
+               "units": {"energy": "eV", "forces": "eV/Angstrom"}}
+    tmp = out_dir / f".{METRICS_JSON}.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    files["metrics_json"] = tmp.replace(out_dir / METRICS_JSON)
+    return EvaluationResult(metrics=metrics, split=split, store=store_path,
+                            n_conformations=int(indices.size), files=files)
