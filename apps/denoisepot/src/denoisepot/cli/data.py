@@ -245,7 +245,9 @@ def split_command(
             split = {name: exclude(part, ids) for name, part in split.items()}
     for name, part in split.items():
         if part.size == 0:
-            raise DataError(store, f"split part {name!r} is empty; change the fractions or seed")
+            raise DataError(
+                store, f"split part {name!r} is empty; change the fractions, seed or exclusions"
+            )
     if train_size is not None:
         size: int | float = int(train_size) if train_size > 1 else float(train_size)
         split["train"] = subset(split["train"], size, seed)
