@@ -30,10 +30,11 @@ class ConformationDataset(Dataset):
         self.store_path = Path(store_path)
         with Store(self.store_path) as store:
             n = store.n_conformations
-        self.indices = (
-            np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices, np.int64)
-        )
-        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n):
+        # all conformations: no index array at all, so memory does not grow with the store
+        self.indices = None if indices is None else np.asarray(indices, np.int64)
+        self._length = n if self.indices is None else int(self.indices.size)
+        idx = self.indices
+        if idx is not None and idx.size and (idx.min() < 0 or idx.max() >= n):
             raise IndexError(f"{self.store_path}: indices outside 0..{n - 1}")
         self._reader = BlockReader(self.store_path)
 
@@ -43,13 +44,20 @@ class ConformationDataset(Dataset):
         return self._reader.has_forces
 
     def __len__(self) -> int:
-        return int(self.indices.size)
+        return self._length
+
+    def _rows(self, items: Sequence[int] | np.ndarray) -> np.ndarray:
+        items = np.asarray(items, dtype=np.int64)
+        if items.size and (items.min() < -self._length or items.max() >= self._length):
+            raise IndexError(f"item outside 0..{self._length - 1}")
+        items = np.where(items < 0, items + self._length, items)
+        return items if self.indices is None else self.indices[items]
 
     def __getitem__(self, item: int) -> ConformationBlock:
-        return self._reader.read(self.indices[[item]])
+        return self._reader.read(self._rows([item]))
 
     def __getitems__(self, items: Sequence[int]) -> ConformationBlock:
-        return self._reader.read(self.indices[np.asarray(items, np.int64)])
+        return self._reader.read(self._rows(items))
 
 
 def _concat(blocks: Sequence[ConformationBlock]) -> ConformationBlock:
