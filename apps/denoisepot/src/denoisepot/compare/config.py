@@ -1,0 +1,122 @@
+"""Settings of a pretrained-versus-from-scratch comparison and the two hyperparameter scales."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import DenoisepotError
+
+PROTOCOLS = ("converged", "paper")
+SCALES = ("small", "paper")
+ROWS = ("scratch", "pretrained")
+
+#: reduced hyperparameters for CPU runs ("small" scale); "paper" uses the registry defaults
+SMALL_HPARAMS: dict[str, dict[str, Any]] = {
+    "schnet": {
+        "hidden_channels": 64,
+        "num_filters": 64,
+        "num_interactions": 3,
+        "num_gaussians": 32,
+        "cutoff": 5.0,
+    },
+    "egnn": {"hidden_channels": 64, "num_layers": 3, "cutoff": 5.0},
+    "et": {"hidden_channels": 64, "num_layers": 3, "num_rbf": 32, "num_heads": 4, "cutoff": 5.0},
+    "se3t": {
+        "channels": 4,
+        "max_degree": 2,
+        "num_layers": 2,
+        "num_heads": 2,
+        "scalar_channels": 16,
+        "num_basis": 16,
+        "radial_hidden": 16,
+        "cutoff": 5.0,
+    },
+}
+
+
+@dataclass
+class CompareConfig:
+    """A comparison: for every backbone and σ (Å) one pretraining, then for every training-set
+    size and seed one fine-tuning from the pretrained backbone and one from scratch, with the
+    same recipe. Empty ``pretrain_data`` / ``None`` ``finetune_data`` mean the built-in set.
+    A store used for both is partitioned within each molecule: ``pretrain_fraction`` of every
+    molecule's conformations for pretraining, the rest for fine-tuning (never seen before)."""
+
+    out: Path
+    backbones: list[str] = field(default_factory=lambda: ["schnet"])
+    pretrain_data: list[Path] = field(default_factory=list)
+    finetune_data: Path | None = None
+    train_sizes: list[int] = field(default_factory=lambda: [100, 1000])
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    sigmas: list[float] = field(default_factory=lambda: [0.2])
+    protocol: str = "converged"
+    scale: str = "small"
+    backbone_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pretrain_fraction: float = 0.5
+    pretrain_epochs: int = 20
+    pretrain_batch_size: int = 64
+    pretrain_lr: float = 5e-4
+    finetune_split: str = "conformation"
+    finetune_epochs: int | None = None
+    patience: int = 25
+    finetune_batch_size: int = 32
+    finetune_lr: float = 5e-4
+    forces: bool | None = None
+    force_weight: float = 1.0
+    cache_dir: Path | None = None
+    progress: bool = True
+
+    def hparams(self, backbone: str) -> dict[str, Any]:
+        """The backbone's hyperparameters: the scale's (none at "paper": the registry's
+        defaults), then ``backbone_hparams[backbone]`` on top."""
+        base = dict(SMALL_HPARAMS.get(backbone, {})) if self.scale == "small" else {}
+        return {**base, **self.backbone_hparams.get(backbone, {})}
+
+    def check(self) -> None:
+        """Raise DenoisepotError (one line naming the option) for settings that cannot run."""
+        from equivariant_backbones import list_backbones
+
+        known = list_backbones()
+        for name in self.backbones:
+            if name not in known:
+                raise DenoisepotError(
+                    f"--backbone {name!r} is unknown; choose from {', '.join(known)}"
+                )
+        if not self.backbones:
+            raise DenoisepotError("--backbone: give at least one backbone")
+        if self.protocol not in PROTOCOLS:
+            raise DenoisepotError(f"--protocol {self.protocol!r}: use one of {PROTOCOLS}")
+        if self.scale not in SCALES:
+            raise DenoisepotError(f"--scale {self.scale!r}: use one of {SCALES}")
+        if not self.train_sizes or min(self.train_sizes) < 1:
+            raise DenoisepotError("--train-sizes must be positive counts, e.g. 50,200,1000")
+        if not self.seeds:
+            raise DenoisepotError("--seeds: give at least one seed, e.g. 0,1,2")
+        if not self.sigmas or not all(math.isfinite(s) and s > 0 for s in self.sigmas):
+            raise DenoisepotError("--sigmas must be positive numbers of Å, e.g. 0.1,0.2")
+        if not 0.0 < self.pretrain_fraction < 1.0:
+            raise DenoisepotError("--pretrain-fraction must be between 0 and 1")
+        for option, value in (
+            ("--pretrain-epochs", self.pretrain_epochs),
+            ("--patience", self.patience),
+            ("--pretrain-batch-size", self.pretrain_batch_size),
+            ("--batch-size", self.finetune_batch_size),
+        ):
+            if value < 1:
+                raise DenoisepotError(f"{option} must be at least 1, got {value}")
+
+
+def identity_hash(settings: dict[str, Any]) -> str:
+    """Short stable hash of plain settings (names a run folder; changes when a setting does)."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def plain(config: CompareConfig) -> dict[str, Any]:
+    """The configuration as JSON-friendly data."""
+    return json.loads(json.dumps(asdict(config), default=str))

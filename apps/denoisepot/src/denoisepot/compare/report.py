@@ -1,0 +1,393 @@
+"""The comparison's outputs: results.csv (one row per fine-tuning run), report.md (the paper's
+Table 2 shape, in kcal/mol), the plots, and the table printed to the terminal."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from molgraph_data.units import EV_IN_KCAL_PER_MOL
+
+from .config import CompareConfig
+from .data import ComparisonData
+
+REPORT_FILE = "report.md"
+RESULTS_FILE = "results.csv"
+#: per-run metrics reported, in eV (energies) and eV/Å (forces) inside the records
+METRICS = ("energy_rmse", "energy_mae", "force_rmse", "force_mae")
+ROW_LABELS = {"scratch": "from scratch", "pretrained": "pretrained"}
+
+
+@dataclass
+class Cell:
+    """One row of the table: a metric's mean and standard deviation over seeds (kcal/mol or
+    kcal/mol/Å), the seeds' values and the epochs each seed used."""
+
+    backbone: str
+    sigma: float | None
+    train_size: int
+    row: str
+    mean: dict[str, float]
+    std: dict[str, float]
+    per_seed_mae: dict[int, float]
+    epochs: list[tuple[int, int]]
+
+
+def _kcal(record: dict[str, Any], metric: str) -> float:
+    return float(record["test"][metric]) * EV_IN_KCAL_PER_MOL
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> list[Cell]:
+    """Group fine-tuning records by (backbone, σ, size, row) and average over seeds."""
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in records:
+        key = (record["backbone"], record["sigma"], record["train_size"], record["row"])
+        groups.setdefault(key, []).append(record)
+    cells = []
+    for (backbone, sigma, size, row), members in groups.items():
+        values = {m: np.array([_kcal(r, m) for r in members]) for m in METRICS}
+        cells.append(
+            Cell(
+                backbone=backbone,
+                sigma=sigma,
+                train_size=size,
+                row=row,
+                mean={m: float(np.mean(v)) for m, v in values.items()},
+                std={m: float(np.std(v, ddof=1)) if v.size > 1 else 0.0 for m, v in values.items()},
+                per_seed_mae={r["seed"]: _kcal(r, "energy_mae") for r in members},
+                epochs=[(int(r["best_epoch"]) + 1, int(r["epochs_run"])) for r in members],
+            )
+        )
+    return cells
+
+
+@dataclass
+class Comparison:
+    """A pretrained cell against the from-scratch cell of the same backbone and size."""
+
+    pretrained: Cell
+    scratch: Cell
+
+    def change(self, metric: str) -> float:
+        """Relative change of the seed-mean metric, pretrained vs scratch (negative: better)."""
+        return self.pretrained.mean[metric] / self.scratch.mean[metric] - 1.0
+
+    def ratios(self) -> np.ndarray:
+        """Pretrained / scratch test energy MAE, seed by seed."""
+        seeds = sorted(set(self.pretrained.per_seed_mae) & set(self.scratch.per_seed_mae))
+        return np.array(
+            [self.pretrained.per_seed_mae[s] / self.scratch.per_seed_mae[s] for s in seeds]
+        )
+
+
+def pair_cells(cells: Sequence[Cell]) -> list[Comparison]:
+    """Every pretrained cell with its from-scratch partner, ordered by backbone, σ, size."""
+    scratch = {(c.backbone, c.train_size): c for c in cells if c.row == "scratch"}
+    pairs = [
+        Comparison(c, scratch[(c.backbone, c.train_size)])
+        for c in cells
+        if c.row == "pretrained" and (c.backbone, c.train_size) in scratch
+    ]
+    return sorted(
+        pairs, key=lambda p: (p.pretrained.backbone, p.pretrained.sigma, p.pretrained.train_size)
+    )
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def _epochs(cell: Cell) -> str:
+    return ", ".join(f"{best}/{run}" for best, run in cell.epochs)
+
+
+def table_rows(pairs: Sequence[Comparison], with_forces: bool) -> list[list[str]]:
+    """The table in the paper's shape: for every backbone, σ and size a from-scratch row, a
+    pretrained row and the relative change (kcal/mol, kcal/mol/Å)."""
+    metrics = METRICS if with_forces else METRICS[:2]
+    rows = []
+    for pair in pairs:
+        p, s = pair.pretrained, pair.scratch
+        n = len(p.per_seed_mae)
+        head = [p.backbone, f"{p.sigma:g}", str(p.train_size)]
+        for cell in (s, p):
+            rows.append(
+                [
+                    *head,
+                    ROW_LABELS[cell.row],
+                    *[_fmt(cell.mean[m], cell.std[m], n) for m in metrics],
+                    _epochs(cell),
+                ]
+            )
+        ratios = pair.ratios()
+        spread = (
+            f" (MAE ratio {ratios.mean():.2f} ± {ratios.std(ddof=1):.2f})"
+            if ratios.size > 1
+            else f" (MAE ratio {ratios.mean():.2f})"
+        )
+        rows.append(
+            [
+                *head,
+                "relative change",
+                *[f"{100 * pair.change(m):+.1f}%" for m in metrics],
+                spread.strip(),
+            ]
+        )
+    return rows
+
+
+def table_header(with_forces: bool) -> list[str]:
+    """Column names of :func:`table_rows`."""
+    columns = [
+        "backbone",
+        "σ (Å)",
+        "train size",
+        "row",
+        "energy RMSE (kcal/mol)",
+        "energy MAE (kcal/mol)",
+    ]
+    if with_forces:
+        columns += ["force RMSE (kcal/mol/Å)", "force MAE (kcal/mol/Å)"]
+    return [*columns, "epochs best/run per seed"]
+
+
+def write_results_csv(path: Path, records: Sequence[dict[str, Any]]) -> Path:
+    """One row per fine-tuning run (test errors in kcal/mol and kcal/mol/Å), atomically."""
+    columns = [
+        "backbone",
+        "row",
+        "sigma_angstrom",
+        "train_size",
+        "seed",
+        "energy_rmse_kcal_mol",
+        "energy_mae_kcal_mol",
+        "force_rmse_kcal_mol_a",
+        "force_mae_kcal_mol_a",
+        "baseline_energy_mae_kcal_mol",
+        "epochs_run",
+        "best_epoch",
+        "seconds",
+        "n_train",
+        "n_val",
+        "n_test",
+        "used_forces",
+        "run",
+    ]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for r in sorted(
+            records,
+            key=lambda r: (r["backbone"], r["train_size"], r["seed"], r["row"], r["sigma"] or 0.0),
+        ):
+            writer.writerow(
+                [
+                    r["backbone"],
+                    r["row"],
+                    "" if r["sigma"] is None else r["sigma"],
+                    r["train_size"],
+                    r["seed"],
+                    *[f"{_kcal(r, m):.6g}" for m in METRICS],
+                    f"{float(r['baseline']['energy_mae']) * EV_IN_KCAL_PER_MOL:.6g}",
+                    r["epochs_run"],
+                    int(r["best_epoch"]) + 1,
+                    f"{r['seconds']:.1f}",
+                    r["n_train"],
+                    r["n_val"],
+                    r["n_test"],
+                    r["used_forces"],
+                    r["run"],
+                ]
+            )
+    os.replace(tmp, path)
+    return path
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _hparams_text(config: CompareConfig) -> str:
+    parts = []
+    for backbone in config.backbones:
+        hparams = config.hparams(backbone)
+        text = ", ".join(f"{k}={v}" for k, v in hparams.items()) or "the paper's defaults"
+        parts.append(f"{backbone}: {text}")
+    return "; ".join(parts)
+
+
+def write_report(
+    path: Path,
+    config: CompareConfig,
+    data: ComparisonData,
+    pretrain_records: Sequence[dict[str, Any]],
+    finetune_records: Sequence[dict[str, Any]],
+    plots: Sequence[Path],
+    *,
+    available_train: int,
+    command: str | None,
+) -> Path:
+    """Write report.md: settings, the table, the pretraining cost, fairness and the plots."""
+    with_forces = any(r["used_forces"] for r in finetune_records)
+    pairs = pair_cells(summarise(finetune_records))
+    protocol = (
+        f"**converged**: every fine-tuning run (both rows) trains until its validation loss has "
+        f"not improved for {config.patience} epochs (cap "
+        f"{config.finetune_epochs or 'the engine default of 500'} epochs) and is tested with "
+        "its best-validation checkpoint"
+        if config.protocol == "converged"
+        else f"**paper** (fixed epochs: {config.finetune_epochs or 'the paper default'};"
+        " best-validation checkpoint)"
+    )
+    lines = [
+        "# Pretrained vs from scratch",
+        "",
+        f"Test errors of the fine-tuned potentials, mean ± standard deviation over seeds "
+        f"{', '.join(map(str, config.seeds))}; energies in kcal/mol"
+        + (", forces in kcal/mol/Å" if with_forces else "")
+        + ". The relative change is pretrained / from scratch − 1 of the seed means (negative:"
+        " pretraining helps); the MAE ratio is pretrained / from scratch test energy MAE seed by"
+        " seed, mean ± spread. Epochs: best-validation epoch / epochs run, per seed.",
+        "",
+        _markdown_table(table_header(with_forces), table_rows(pairs, with_forces)),
+        "",
+        "## Pretraining cost (paid once per backbone and σ, reused by every fine-tuning)",
+        "",
+        _markdown_table(
+            [
+                "backbone",
+                "σ (Å)",
+                "epochs",
+                "conformations seen",
+                "time (s)",
+                "best validation loss (Å²/atom)",
+                "predict-zero baseline",
+            ],
+            [
+                [
+                    r["backbone"],
+                    f"{r['sigma']:g}",
+                    str(r["epochs"]),
+                    str(r["conformations_seen"]),
+                    f"{r['seconds']:.0f}",
+                    f"{r['best_val_loss']:.4g}",
+                    f"{r['baseline_val_loss']:.4g}",
+                ]
+                for r in pretrain_records
+            ],
+        ),
+        "",
+    ]
+    if data.generation_seconds > 1.0:
+        lines += [
+            f"Generating the built-in dataset took {data.generation_seconds:.0f} s "
+            "(once; later runs reuse the cache).",
+            "",
+        ]
+    lines += [
+        "## How the comparison is fair",
+        "",
+        "- Both rows run the same fine-tuning recipe: same backbone hyperparameters, new energy "
+        "head, optimiser, learning-rate schedule, batch size, loss, data split, training subset, "
+        "data order and head initialisation (all fixed by the seed); the only difference is the "
+        "backbone's starting weights (pretrained checkpoint or random).",
+        f"- Protocol: {protocol}. Neither row wins by being undertrained: the epochs each used "
+        "are in the table.",
+        "- Pretraining never sees a fine-tuning test (or validation) conformation."
+        + (
+            " " + " ".join(data.notes) + "."
+            if data.notes
+            else " The pretraining data are separate files from the fine-tuning data."
+        ),
+        "- Pretraining uses geometries only (no labels); its cost is reported separately "
+        "because one pretrained backbone serves every fine-tuning.",
+        "",
+        "## Settings",
+        "",
+        f"- Backbones ({config.scale} scale): {_hparams_text(config)}",
+        f"- Pretraining data: {', '.join(str(p) for p in data.pretrain_stores)}; "
+        f"σ = {', '.join(f'{s:g}' for s in config.sigmas)} Å; {config.pretrain_epochs} epochs, "
+        f"batch {config.pretrain_batch_size}, AdamW lr {config.pretrain_lr:g}, warmup 0.7 "
+        "epoch, plateau 0.3, cosine; best-validation checkpoint.",
+        f"- Fine-tuning data: {data.finetune_store} ({config.finetune_split} split 80/10/10, "
+        f"{available_train} training conformations available); training sizes "
+        f"{', '.join(map(str, config.train_sizes))}; "
+        + ("energies and forces" if with_forces else "energies only")
+        + f" (force weight {config.force_weight:g}); batch {config.finetune_batch_size}, AdamW lr"
+        f" {config.finetune_lr:g}, warmup 0.3 epoch, plateau 0.7, cosine over the epoch cap.",
+        f"- Seeds: {', '.join(map(str, config.seeds))} (each fixes the split, the training "
+        "subset, the data order and the initialisation, identically for both rows).",
+    ]
+    if config.scale == "small":
+        lines.append(
+            "- These are reduced, CPU-sized settings (smaller networks, sizes and seeds "
+            "than the paper's); `--scale paper` and the other options select the paper's."
+        )
+    if command:
+        lines += ["", "Command:", "", f"    {command}"]
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def print_table(finetune_records: Sequence[dict[str, Any]]) -> None:
+    """Print the comparison table to the terminal (rich), with short column names."""
+    from rich.console import Console
+    from rich.table import Table
+
+    with_forces = any(r["used_forces"] for r in finetune_records)
+    short = ["backbone", "σ Å", "train", "row", "E RMSE", "E MAE"]
+    short += ["F RMSE", "F MAE"] if with_forces else []
+    table = Table(
+        title="pretrained vs from scratch: test errors, energies kcal/mol"
+        + (", forces kcal/mol/Å" if with_forces else "")
+        + "; mean ± std over seeds"
+    )
+    for column in [*short, "epochs best/run"]:
+        table.add_column(column)
+    for row in table_rows(pair_cells(summarise(finetune_records)), with_forces):
+        change = row[3] == "relative change"
+        row[3] = {"from scratch": "scratch", "relative change": "change"}.get(row[3], row[3])
+        table.add_row(*row, style="bold" if change else None)
+    Console().print(table)
+
+
+def write_outputs(
+    config: CompareConfig,
+    data: ComparisonData,
+    pretrain_records: Sequence[dict[str, Any]],
+    finetune_records: Sequence[dict[str, Any]],
+    *,
+    available_train: int,
+    command: str | None,
+) -> tuple[Path, Path, list[Path]]:
+    """Write results.csv, the plots and report.md into ``config.out``; print the table."""
+    from .plots import write_plots
+
+    results = write_results_csv(config.out / RESULTS_FILE, finetune_records)
+    plots = write_plots(config.out, summarise(finetune_records))
+    report = write_report(
+        config.out / REPORT_FILE,
+        config,
+        data,
+        pretrain_records,
+        finetune_records,
+        plots,
+        available_train=available_train,
+        command=command,
+    )
+    print_table(finetune_records)
+    return report, results, plots
