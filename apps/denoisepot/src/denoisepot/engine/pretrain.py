@@ -406,7 +406,7 @@ def run_pretraining(config: PretrainConfig) -> PretrainResult:
                 "plateau_epochs": config.plateau_epochs, "min_lr": config.min_lr,
                 "seconds": elapsed(), "processes": world,
             },
-            "versions": {"denoisepot": __version__, "torch": torch.__version__},
+            "versions": {"denoisepot": str(__version__), "torch": str(torch.__version__)},
         }
 
     def validate() -> tuple[float, float]:
