@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -15,11 +16,12 @@ from hypothesis import strategies as st
 def brute_force(pos: torch.Tensor, batch: torch.Tensor, cutoff: float,
                 loop: bool = False) -> torch.Tensor:
     """Ordered pairs (source, target) in (target, source) order, by a double loop."""
+    points, molecule = pos.tolist(), batch.tolist()
     edges = []
-    for target, source in itertools.product(range(len(pos)), repeat=2):
-        if batch[target] != batch[source] or (target == source and not loop):
+    for target, source in itertools.product(range(len(points)), repeat=2):
+        if molecule[target] != molecule[source] or (target == source and not loop):
             continue
-        if float((pos[target] - pos[source]).norm()) < cutoff:
+        if math.dist(points[target], points[source]) < cutoff:
             edges.append((source, target))
     return torch.tensor(edges, dtype=torch.long).reshape(-1, 2).T
 

@@ -43,23 +43,26 @@ def _dense_pairs(
     """``[2, E]`` (row 0: target/first, row 1: source/second) of same-molecule pairs closer
     than ``cutoff``; with ``upper_only`` only pairs with first < second."""
     ptr, local, max_atoms = _molecule_layout(batch)
-    keep = torch.ones(max_atoms, max_atoms, dtype=torch.bool, device=pos.device)
-    if upper_only:
-        keep.triu_(1)
-    elif not loop:
-        keep.fill_diagonal_(False)
     n_molecules = ptr.numel()
-    padded = pos.new_full((n_molecules, max_atoms, 3), float("nan"))
-    padded[batch, local] = pos
+    # Coordinate-major padding [B, 3, M]: each coordinate's differences are a contiguous
+    # [B, M, M] block, accumulated in place (no [B, M, M, 3] temporary).
+    padded = pos.new_full((n_molecules, 3, max_atoms), float("nan"))
+    padded[batch, :, local] = pos
     cutoff_sq = cutoff * cutoff
     chunk = max(1, _BLOCK_BUDGET // (max_atoms * max_atoms))
     parts = []
     for start in range(0, n_molecules, chunk):
         block = padded[start:start + chunk]
-        diff = block.unsqueeze(2) - block.unsqueeze(1)
-        within = (diff * diff).sum(-1) < cutoff_sq
-        within &= keep
-        mol, first, second = within.nonzero(as_tuple=True)
+        diff = block[:, 0].unsqueeze(2) - block[:, 0].unsqueeze(1)
+        dist_sq = diff.mul_(diff)
+        for axis in (1, 2):
+            diff = block[:, axis].unsqueeze(2) - block[:, axis].unsqueeze(1)
+            dist_sq.addcmul_(diff, diff)
+        mol, first, second = (dist_sq < cutoff_sq).nonzero(as_tuple=True)
+        # Dropping the diagonal (or the lower half) after nonzero touches E entries, not B*M*M.
+        if upper_only or not loop:
+            keep = first < second if upper_only else first != second
+            mol, first, second = mol[keep], first[keep], second[keep]
         offset = ptr[mol + start]
         parts.append(torch.stack([first + offset, second + offset]))
     if len(parts) == 1:
