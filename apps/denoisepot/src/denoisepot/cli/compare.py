@@ -1,9 +1,151 @@
-"""`denoisepot compare` (filled in by its issue)."""
+"""`denoisepot compare`: pretrained versus from scratch, fairly, in the paper's table shape."""
 
 from __future__ import annotations
 
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from ..compare.config import CompareConfig
+
+#: the defaults shown by --help are the configuration's own
+_D = CompareConfig(out=Path("compare-out"))
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+    app.command("compare")(compare)
+
+
+def _numbers(option: str, text: str, kind: type, example: str) -> list:
+    from ..errors import DenoisepotError
+
+    try:
+        values = [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise DenoisepotError(
+            f"{option} {text!r}: give comma-separated numbers, e.g. {option} {example}"
+        ) from None
+    if not values:
+        raise DenoisepotError(f"{option}: give at least one value")
+    return values
+
+
+def _join(values: list) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def compare(
+    backbone: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--backbone", help="Backbone to compare; repeat for several (default: schnet)."
+        ),
+    ] = None,
+    pretrain_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--pretrain-data",
+            help="Pretraining data (store or release file); repeat "
+            "to mix (default: the built-in set).",
+        ),
+    ] = None,
+    finetune_data: Annotated[
+        Path | None,
+        typer.Option("--finetune-data", help="Fine-tuning data (default: the built-in set)."),
+    ] = None,
+    train_sizes: Annotated[
+        str, typer.Option("--train-sizes", help="Training-set sizes, comma-separated.")
+    ] = _join(_D.train_sizes),
+    seeds: Annotated[str, typer.Option("--seeds", help="Seeds, comma-separated.")] = _join(
+        _D.seeds
+    ),
+    sigmas: Annotated[
+        str, typer.Option("--sigmas", help="Pretraining noise σ in Å, comma-separated.")
+    ] = _join(_D.sigmas),
+    protocol: Annotated[
+        str, typer.Option("--protocol", help="converged (early stopping) or paper (fixed epochs).")
+    ] = _D.protocol,
+    scale: Annotated[
+        str, typer.Option("--scale", help="small (CPU-sized networks) or paper (paper defaults).")
+    ] = _D.scale,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = _D.out,
+    split: Annotated[
+        str, typer.Option("--split", help="Fine-tuning split: conformation, molecule or official.")
+    ] = _D.finetune_split,
+    pretrain_epochs: Annotated[int, typer.Option("--pretrain-epochs")] = _D.pretrain_epochs,
+    pretrain_batch_size: Annotated[
+        int, typer.Option("--pretrain-batch-size")
+    ] = _D.pretrain_batch_size,
+    pretrain_lr: Annotated[float, typer.Option("--pretrain-lr")] = _D.pretrain_lr,
+    pretrain_fraction: Annotated[
+        float,
+        typer.Option(
+            "--pretrain-fraction",
+            help="Share of each molecule's conformations "
+            "kept for pretraining when one store serves both.",
+        ),
+    ] = _D.pretrain_fraction,
+    max_epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--max-epochs",
+            help="Fine-tuning epoch cap (converged) or "
+            "epochs (paper) (default: 500, or the paper's).",
+        ),
+    ] = _D.finetune_epochs,
+    patience: Annotated[
+        int, typer.Option("--patience", help="Epochs without validation improvement to stop.")
+    ] = _D.patience,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Fine-tuning batch.")
+    ] = _D.finetune_batch_size,
+    lr: Annotated[float, typer.Option("--lr", help="Fine-tuning learning rate.")] = _D.finetune_lr,
+    energy_only: Annotated[
+        bool, typer.Option("--energy-only", help="Fine-tune on energies only (the paper's).")
+    ] = False,
+    force_weight: Annotated[float, typer.Option("--force-weight")] = _D.force_weight,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache-dir",
+            help="Cache folder of the built-in set "
+            "(default: $DENOISEPOT_CACHE or ~/.cache/denoisepot).",
+        ),
+    ] = None,
+) -> None:
+    """Pretrain each backbone once per σ, fine-tune pretrained and from-scratch networks with
+    identical settings and seeds, and write report.md, results.csv and plots (kcal/mol).
+    Rerun the same command to continue an interrupted comparison."""
+    from ..compare import run_compare
+
+    config = CompareConfig(
+        out=out,
+        backbones=list(backbone) if backbone else list(_D.backbones),
+        pretrain_data=list(pretrain_data or []),
+        finetune_data=finetune_data,
+        train_sizes=_numbers("--train-sizes", train_sizes, int, "50,200,1000"),
+        seeds=_numbers("--seeds", seeds, int, "0,1,2"),
+        sigmas=_numbers("--sigmas", sigmas, float, "0.1,0.2,0.5"),
+        protocol=protocol,
+        scale=scale,
+        pretrain_fraction=pretrain_fraction,
+        pretrain_epochs=pretrain_epochs,
+        pretrain_batch_size=pretrain_batch_size,
+        pretrain_lr=pretrain_lr,
+        finetune_split=split,
+        finetune_epochs=max_epochs,
+        patience=patience,
+        finetune_batch_size=batch_size,
+        finetune_lr=lr,
+        forces=False if energy_only else None,
+        force_weight=force_weight,
+        cache_dir=cache_dir,
+    )
+    result = run_compare(config, command=shlex.join(["denoisepot", *sys.argv[1:]]))
+    typer.echo(f"report: {result.report}\nresults: {result.results_csv}")
+    for plot in result.plots:
+        typer.echo(f"plot: {plot}")
