@@ -98,6 +98,9 @@ def test_store_round_trips_every_array(records: list[MoleculeRecord], tmp_path: 
                 assert np.isnan(block.energy[k])
             assert block.mol_id[k] == m and block.conf_id[k] == i
         np.testing.assert_array_equal(store.energies(order), block.energy)
+        ranged, direct = store.read_range(1, n_conf), store.read(np.arange(1, n_conf))
+        for field in ("z", "pos", "forces", "energy", "n_atoms", "mol_id", "conf_id"):
+            np.testing.assert_array_equal(getattr(ranged, field), getattr(direct, field))
         np.testing.assert_array_equal(store.n_atoms, [r.z.size for _, r, _ in expected])
 
 
@@ -173,3 +176,21 @@ def test_ensure_store_converts_once_and_reuses(tmp_path: Path, write_rmd17) -> N
     write_rmd17(src, n_conf=7, seed=5)  # the source changed: converted again
     with md.Store(md.ensure_store(src, work)) as again:
         assert again.n_conformations == 7
+
+
+def test_batch_sampler_epochs_and_shards() -> None:
+    sampler = md.BatchIndexSampler(103, 10, shuffle=True, seed=7)
+    first, second = [b.tolist() for b in sampler], [b.tolist() for b in sampler]
+    assert len(first) == len(sampler) == 11 and first != second
+    assert sorted(sum(first, [])) == list(range(103))
+    sampler.set_epoch(0)
+    assert [b.tolist() for b in sampler] == first
+    shards = [
+        md.BatchIndexSampler(103, 10, shuffle=True, seed=7, drop_last=True, rank=r, world_size=3)
+        for r in range(3)
+    ]
+    batches = [b.tolist() for shard in shards for b in shard]
+    assert len(batches) == 10 and sum(len(s) for s in shards) == 10
+    assert sorted(sum(batches, [])) == sorted(sum(first[:10], []))
+    ordered = md.BatchIndexSampler(25, 10, shuffle=False, seed=0)
+    assert [b.tolist() for b in ordered][-1] == list(range(20, 25))

@@ -25,6 +25,7 @@ _EXPORTS = {
     "ConformationDataset": "dataset",
     "collate_conformations": "dataset",
     "make_dataloader": "dataset",
+    "BatchIndexSampler": "dataset",
     "split_within_molecules": "splits",
     "split_by_molecule": "splits",
     "official_split": "splits",

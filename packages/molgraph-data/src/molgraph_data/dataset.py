@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torch_geometric.data import Batch
 
 from .store import BlockReader, ConformationBlock, Store
@@ -96,13 +96,59 @@ def collate_conformations(items: ConformationBlock | Sequence[ConformationBlock]
     if block.forces is not None:
         fields["forces"] = torch.from_numpy(np.ascontiguousarray(block.forces, dtype=np.float32))
     batch = Batch(ptr=ptr, **fields)
-    per_graph = torch.arange(n_graphs + 1)
     batch._num_graphs = n_graphs
-    # the bookkeeping Batch.from_data_list leaves, so get_example/to_data_list work
+    # the bookkeeping Batch.from_data_list leaves, so get_example/to_data_list work; shared
+    # tensors keep the batch cheap to send from a DataLoader worker
+    per_graph = torch.arange(n_graphs + 1)
+    no_increment = torch.zeros(n_graphs, dtype=torch.int64)
     keys = [key for key in fields if key != "batch"]
     batch._slice_dict = {key: (ptr if key in {"z", "pos", "forces"} else per_graph) for key in keys}
-    batch._inc_dict = {key: torch.zeros(n_graphs, dtype=torch.int64) for key in keys}
+    batch._inc_dict = dict.fromkeys(keys, no_increment)
     return batch
+
+
+class BatchIndexSampler(Sampler[np.ndarray]):
+    """Batches of positions 0..n-1 as int64 arrays: shuffled by ``seed`` (a new permutation
+    each epoch, the same for the same seed and epoch) or in order. The permutation is one
+    numpy array (4-8 bytes per conformation), never a Python list. ``rank``/``world_size``
+    give each of several processes every ``world_size``-th batch."""
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"bad batch_size={batch_size} or rank={rank}/{world_size}")
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.drop_last, self.rank, self.world_size = drop_last, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the permutation of ``epoch`` next (otherwise each pass advances by one)."""
+        self.epoch = epoch
+
+    def _n_batches(self) -> int:
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self._n_batches(), self.world_size))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        dtype = np.int32 if self.n < 2**31 else np.int64
+        if self.shuffle:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n).astype(dtype)
+        else:
+            order = np.arange(self.n, dtype=dtype)
+        self.epoch += 1
+        for b in range(self.rank, self._n_batches(), self.world_size):
+            yield order[b * self.batch_size : (b + 1) * self.batch_size].astype(np.int64)
 
 
 def make_dataloader(
@@ -114,17 +160,26 @@ def make_dataloader(
     seed: int,
     num_workers: int = 0,
     drop_last: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
-    """A DataLoader of collated batches; the order depends only on ``seed`` (workers or not)."""
+    """A DataLoader of collated batches (see collate_conformations) whose order depends only
+    on ``seed`` and the epoch, with or without workers; ``rank``/``world_size`` shard the
+    batches between data-parallel processes."""
     dataset = ConformationDataset(store_path, indices)
-    generator = torch.Generator().manual_seed(seed)
+    sampler = BatchIndexSampler(
+        len(dataset),
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        drop_last=drop_last,
+        rank=rank,
+        world_size=world_size,
+    )
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
+        batch_sampler=sampler,
         num_workers=num_workers,
-        drop_last=drop_last,
         collate_fn=collate_conformations,
         persistent_workers=num_workers > 0,
     )

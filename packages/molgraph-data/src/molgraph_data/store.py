@@ -425,5 +425,18 @@ class Store:
         return self._reader.read(self._check(indices))
 
     def read_range(self, start: int, stop: int) -> ConformationBlock:
-        """Conformations ``start:stop`` as one flat block (contiguous reads)."""
-        return self.read(np.arange(start, stop, dtype=np.int64))
+        """Conformations ``start:stop`` as one flat block (one slice per array)."""
+        start, stop = max(0, start), min(stop, self.n_conformations)
+        stop = max(start, stop)
+        f = self._file
+        offsets = f["atom_offset"][start : stop + 1]
+        a0, a1 = int(offsets[0]), int(offsets[-1])
+        return ConformationBlock(
+            z=f["z"][a0:a1].astype(np.int64),
+            pos=f["pos"][a0:a1],
+            forces=f["forces"][a0:a1] if self.has_forces else None,
+            energy=f["energy"][start:stop],
+            n_atoms=np.diff(offsets),
+            mol_id=f["molecule_index"][start:stop],
+            conf_id=np.arange(start, stop, dtype=np.int64),
+        )
