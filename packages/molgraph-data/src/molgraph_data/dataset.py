@@ -151,6 +151,21 @@ class BatchIndexSampler(Sampler[np.ndarray]):
             yield order[b * self.batch_size : (b + 1) * self.batch_size].astype(np.int64)
 
 
+def _keep_block(block: ConformationBlock) -> ConformationBlock:
+    """Worker-side collate: hand the numpy block over as it is (cheap to pickle)."""
+    return block
+
+
+class ConformationLoader(DataLoader):
+    """A DataLoader whose workers read numpy blocks and whose own process turns each into a
+    PyG Batch: sending a Batch of many small tensors between processes costs more than
+    reading it."""
+
+    def __iter__(self) -> Iterator[Batch]:  # type: ignore[override]
+        for block in super().__iter__():
+            yield collate_conformations(block)
+
+
 def make_dataloader(
     store_path: PathLike,
     indices: Sequence[int] | np.ndarray | None,
@@ -162,7 +177,7 @@ def make_dataloader(
     drop_last: bool = False,
     rank: int = 0,
     world_size: int = 1,
-) -> DataLoader:
+) -> ConformationLoader:
     """A DataLoader of collated batches (see collate_conformations) whose order depends only
     on ``seed`` and the epoch, with or without workers; ``rank``/``world_size`` shard the
     batches between data-parallel processes."""
@@ -176,10 +191,10 @@ def make_dataloader(
         rank=rank,
         world_size=world_size,
     )
-    return DataLoader(
+    return ConformationLoader(
         dataset,
         batch_sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate_conformations,
+        collate_fn=_keep_block,
         persistent_workers=num_workers > 0,
     )
