@@ -10,11 +10,15 @@ import pytest
 from equivariant_backbones import backbone_class, build_backbone, list_backbones
 from equivariant_backbones import testing as suite
 
-#: tiny hyperparameters per backbone; names not listed get GENERIC_SMALL where they accept it
+#: tiny hyperparameters per backbone (keys the constructor does not accept are dropped);
+#: names not listed get GENERIC_SMALL where they accept it
 SMALL: dict[str, dict[str, Any]] = {
     "schnet": {"hidden_channels": 16, "num_filters": 16, "num_interactions": 2,
                "num_gaussians": 8},
     "egnn": {"hidden_channels": 16, "num_layers": 2},
+    "et": {"hidden_channels": 16, "num_layers": 2, "num_rbf": 8, "num_heads": 2},
+    "se3t": {"channels": 4, "max_degree": 2, "num_layers": 2, "num_heads": 2,
+             "scalar_channels": 8, "num_basis": 6, "radial_hidden": 8},
 }
 
 GENERIC_SMALL: dict[str, Any] = {
@@ -22,16 +26,16 @@ GENERIC_SMALL: dict[str, Any] = {
     "num_gaussians": 8, "num_rbf": 8, "num_radial": 8, "num_heads": 2, "channels": 4,
 }
 
-#: how each network compiles (check_compiles's answer); names not listed are not pinned
-COMPILE_MODE = {"schnet": "torch.compile", "egnn": "torch.compile"}
+#: how each network compiles (check_compiles's answer); names not listed are not pinned.
+#: se3t: neither (TorchDynamo fails inside e3nn's Irreps, TorchScript on its annotations).
+COMPILE_MODE = {"schnet": "torch.compile", "egnn": "torch.compile", "et": "torch.compile"}
 
 
 def small_overrides(name: str) -> dict[str, Any]:
     """The tiny hyperparameters used for ``name`` in these tests."""
-    if name in SMALL:
-        return SMALL[name]
     accepted = inspect.signature(backbone_class(name).__init__).parameters
-    return {key: value for key, value in GENERIC_SMALL.items() if key in accepted}
+    wanted = SMALL.get(name, GENERIC_SMALL)
+    return {key: value for key, value in wanted.items() if key in accepted}
 
 
 CHECKS = [check for check in suite.ALL_CHECKS if check is not suite.check_compiles]
@@ -44,8 +48,9 @@ def test_backbone_property(name: str, check) -> None:
 
 
 @pytest.mark.parametrize("name", list_backbones())
-def test_backbone_compiles(name: str) -> None:
+def test_backbone_compiles(name: str, record_property) -> None:
     mode = suite.check_compiles(lambda: build_backbone(name, **small_overrides(name)))
+    record_property("compile_mode", mode)
     if name in COMPILE_MODE:
         assert mode == COMPILE_MODE[name]
 
