@@ -185,10 +185,11 @@ def main() -> None:
             builds[size] = _child(["--child", "build", str(size), str(path)])
     table = Table(title=f"random batches of {BATCH_SIZE}, {args.batches} timed batches each")
     for column in (
-        "conformations",
+        "store",
         "workers",
-        "conf/s",
-        "conf/s per worker",
+        "conf/s (wall)",
+        "per worker (wall)",
+        "per worker CPU-s",
         "target per worker",
         "peak RSS main",
         "peak RSS worker",
