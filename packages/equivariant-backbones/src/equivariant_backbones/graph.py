@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 HAS_TORCH_CLUSTER = _torch_cluster is not None
 
 #: largest number of padded entries (B * M * M) handled in one dense block
-_BLOCK_BUDGET = 1 << 22
+_BLOCK_BUDGET = 1 << 20
 
 #: molecules of at most this many atoms use dense blocks even where torch-cluster exists
 #: (set from benchmarks/backbone_throughput.py; see the package README figures)
@@ -49,6 +49,8 @@ def _dense_pairs(
     padded = pos.new_full((n_molecules, 3, max_atoms), float("nan"))
     padded[batch, :, local] = pos
     cutoff_sq = cutoff * cutoff
+    if upper_only:  # exclude the diagonal and the lower triangle
+        exclude = torch.ones(max_atoms, max_atoms, dtype=torch.bool, device=pos.device).tril_()
     chunk = max(1, _BLOCK_BUDGET // (max_atoms * max_atoms))
     parts = []
     for start in range(0, n_molecules, chunk):
@@ -58,11 +60,12 @@ def _dense_pairs(
         for axis in (1, 2):
             diff = block[:, axis].unsqueeze(2) - block[:, axis].unsqueeze(1)
             dist_sq.addcmul_(diff, diff)
-        mol, first, second = (dist_sq < cutoff_sq).nonzero(as_tuple=True)
-        # Dropping the diagonal (or the lower half) after nonzero touches E entries, not B*M*M.
-        if upper_only or not loop:
-            keep = first < second if upper_only else first != second
-            mol, first, second = mol[keep], first[keep], second[keep]
+        within = dist_sq < cutoff_sq
+        if upper_only:
+            within.masked_fill_(exclude, False)
+        elif not loop:
+            within.diagonal(dim1=1, dim2=2).fill_(False)
+        mol, first, second = within.nonzero(as_tuple=True)
         offset = ptr[mol + start]
         parts.append(torch.stack([first + offset, second + offset]))
     if len(parts) == 1:
