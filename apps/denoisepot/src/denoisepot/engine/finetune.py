@@ -37,6 +37,7 @@ from finetune_heads import (
     set_backbone_trainable,
 )
 from molgraph_data import (
+    ReferenceEnergies,
     Store,
     fit_reference_energies,
     make_dataloader,
@@ -63,6 +64,8 @@ RESULTS_CSV = "results.csv"
 METRICS_JSON = "metrics.json"
 SPLIT_NPZ = "split.npz"
 _RESUME_DIR = "lightning"
+#: smallest batch used for evaluation (no optimizer step, so larger batches are cheaper)
+EVAL_BATCH_SIZE = 256
 
 
 @dataclass
@@ -467,13 +470,48 @@ def baseline_metrics(
     return accumulator.compute()
 
 
-def _prepare_out_dir(config: FinetuneConfig) -> None:
+def build_potential(
+    config: FinetuneConfig, reference: ReferenceEnergies, elements: list[int]
+) -> Potential:
+    """The potential to fine-tune: the pretrained backbone of ``config.init_checkpoint``
+    (noise head dropped, unseen ``elements`` warned about) or a fresh ``config.backbone``,
+    under a new energy head holding the reference energies (eV) and residual statistics.
+    The head's initialisation depends on ``config.seed`` only, the same for both rows."""
+    if config.init_checkpoint is not None:
+        backbone = load_pretrained_backbone(config.init_checkpoint,
+                                            finetune_elements=elements).backbone
+    else:
+        if config.backbone is None:
+            raise DenoisepotError("give a pretraining checkpoint (--from) or a backbone name "
+                                  "(--backbone)")
+        torch.manual_seed(config.seed)
+        try:
+            backbone = build_backbone(config.backbone, **config.backbone_hparams)
+        except TypeError as exc:
+            raise DenoisepotError(f"bad --hparam for backbone {config.backbone!r}: {exc}") from None
+    torch.manual_seed(config.seed + 1)
+    head = EnergyHead(
+        backbone.scalar_dim,
+        hidden_features=config.head_hidden,
+        readout=config.readout,
+        reference_energies_ev=torch.from_numpy(reference.per_element_ev),
+        residual_scale_ev=max(reference.residual_per_atom_std_ev, 1e-3),
+        residual_shift_ev=reference.residual_per_atom_mean_ev,
+    )
+    return Potential(backbone, head)
+
+
+def _check_out_dir(config: FinetuneConfig) -> None:
     out = config.out_dir
     if out.exists() and any(out.iterdir()) and not (config.resume or config.overwrite):
         raise DenoisepotError(
             f"{out}: the output folder already holds a run; pass --resume to continue it, "
             "--overwrite to replace it, or choose another --out"
         )
+
+
+def _prepare_out_dir(config: FinetuneConfig) -> None:
+    out = config.out_dir
     if config.overwrite and not config.resume and out.exists():
         for name in (BEST_CHECKPOINT, RESULTS_CSV, METRICS_JSON, SPLIT_NPZ, _RESUME_DIR, "logs"):
             target = out / name
@@ -492,7 +530,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
     started = time.perf_counter()
     _check_config(config)
     config.out_dir = Path(config.out_dir)
-    _prepare_out_dir(config)
+    _check_out_dir(config)
     store_path = resolve_store(config.data, config.out_dir / "data")
 
     with Store(store_path) as store:
@@ -506,6 +544,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
     if use_forces and not has_forces:
         raise DenoisepotError(f"{store_path}: the data hold no forces; fine-tune with "
                               "--energy-only")
+    _prepare_out_dir(config)
     split = make_split(store_path, config.split, seed=config.seed,
                        fractions=config.split_fractions, val_fraction=config.val_fraction,
                        train_size=config.train_size)
@@ -513,26 +552,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
     reference = fit_reference_energies(store_path, split["train"])
 
     L.seed_everything(config.seed, workers=True, verbose=False)
-    if config.init_checkpoint is not None:
-        loaded = load_pretrained_backbone(config.init_checkpoint, finetune_elements=elements)
-        backbone = loaded.backbone
-    else:
-        assert config.backbone is not None
-        try:
-            backbone = build_backbone(config.backbone, **config.backbone_hparams)
-        except TypeError as exc:
-            raise DenoisepotError(f"bad --hparam for backbone {config.backbone!r}: {exc}") from None
-    # the head's initialisation depends on the seed only, identically for both rows
-    torch.manual_seed(config.seed + 1)
-    head = EnergyHead(
-        backbone.scalar_dim,
-        hidden_features=config.head_hidden,
-        readout=config.readout,
-        reference_energies_ev=torch.from_numpy(reference.per_element_ev),
-        residual_scale_ev=max(reference.residual_per_atom_std_ev, 1e-3),
-        residual_shift_ev=reference.residual_per_atom_mean_ev,
-    )
-    potential = Potential(backbone, head, compute_forces=use_forces)
+    potential = build_potential(config, reference, elements)
+    potential.compute_forces = use_forces
 
     train_loader = make_dataloader(store_path, split["train"], config.batch_size, shuffle=True,
                                    seed=config.seed, num_workers=config.num_workers)
@@ -602,10 +623,10 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
     from finetune_heads import load_finetuned
 
     best_potential, payload = load_finetuned(config.out_dir / BEST_CHECKPOINT)
-    val_metrics, _ = predict(best_potential, store_path, split["val"],
-                             batch_size=config.batch_size, with_forces=has_forces)
+    val_metrics = ErrorMetrics(**payload["val_metrics_ev"])
     test_metrics, predictions = predict(best_potential, store_path, split["test"],
-                                        batch_size=config.batch_size, with_forces=has_forces)
+                                        batch_size=max(config.batch_size, EVAL_BATCH_SIZE),
+                                        with_forces=has_forces)
     baseline = baseline_metrics(store_path, split["test"], reference.per_element_ev,
                                 reference.residual_per_atom_mean_ev, has_forces)
     results_csv = write_report_files(config.out_dir, predictions)["results_csv"]

@@ -1,0 +1,172 @@
+"""`denoisepot finetune` and `denoisepot evaluate` on tiny synthetic data: outputs, evaluation
+reproducing the reported test metrics, determinism, freezing, and every bad input as one line
+with exit status 1."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.calculators.lj import LennardJones
+from ase.calculators.singlepoint import SinglePointCalculator
+from denoisepot.cli import main
+from denoisepot.engine.finetune import FinetuneConfig, run_finetuning
+from equivariant_backbones import atomic_torch_save, backbone_to_dict, build_backbone
+from molgraph_data import convert
+
+TINY = ["--hparam", "hidden_channels=8", "--hparam", "num_filters=8", "--hparam",
+        "num_interactions=1", "--hparam", "num_gaussians=8"]
+TINY_HPARAMS = {"hidden_channels": 8, "num_filters": 8, "num_interactions": 1,
+                "num_gaussians": 8}
+
+
+def _water_frames(with_forces: bool, count: int = 40) -> list[Atoms]:
+    """Water molecules jiggled around a fixed geometry, labelled with Lennard-Jones energies
+    (eV) and forces (eV/Å)."""
+    rng = np.random.default_rng(0)
+    base = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    frames = []
+    for _ in range(count):
+        atoms = Atoms("OH2", positions=base + 0.05 * rng.standard_normal((3, 3)))
+        atoms.calc = LennardJones(sigma=0.9, epsilon=0.1, rc=4.0)
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy,
+                                           forces=forces if with_forces else None)
+        frames.append(atoms)
+    return frames
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two tiny stores of water: with forces and with energies only."""
+    folder = tmp_path_factory.mktemp("stores")
+    paths = {}
+    for name, with_forces in (("forces", True), ("energy_only", False)):
+        xyz = folder / f"water_{name}.extxyz"
+        ase.io.write(xyz, _water_frames(with_forces), format="extxyz")
+        paths[name] = convert([xyz], folder / f"water_{name}.h5")
+    return paths
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["denoisepot", *map(str, args)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    return int(info.value.code or 0)
+
+
+def _user_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                *args: str) -> str:
+    capsys.readouterr()
+    assert _run(monkeypatch, *args) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finetuned(stores: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny from-scratch run on the water store with forces (2 epochs)."""
+    out = tmp_path_factory.mktemp("run") / "scratch"
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        code = _run(monkeypatch, "finetune", "--data", stores["forces"], "--backbone", "schnet",
+                    *TINY, "--epochs", "2", "--batch-size", "8", "--lr", "1e-3", "--out", out,
+                    "--accelerator", "cpu")
+    finally:
+        monkeypatch.undo()
+    assert code == 0
+    return out
+
+
+def test_finetune_writes_checkpoint_predictions_plots_and_evaluate_reproduces_them(
+    finetuned: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("best.pt", "results.csv", "metrics.json", "split.npz", "parity.png",
+                 "error_histogram.png"):
+        assert (finetuned / name).is_file(), name
+    reported = json.loads((finetuned / "metrics.json").read_text())
+    rows = (finetuned / "results.csv").read_text().splitlines()
+    assert rows[0].startswith("conf_id,mol_id,n_atoms,energy_ref_ev,energy_pred_ev")
+    assert len(rows) - 1 == reported["n_test"] == 4
+    payload = torch.load(finetuned / "best.pt", weights_only=True)
+    assert payload["kind"] == "finetune" and payload["format_version"] == 1
+    assert payload["recipe"]["lr"] == 1e-3 and payload["units"]["forces"] == "eV/Angstrom"
+
+    assert _run(monkeypatch, "evaluate", finetuned / "best.pt", "--out", tmp_path) == 0
+    evaluated = json.loads((tmp_path / "metrics.json").read_text())["metrics_ev"]
+    for key in ("energy_mae", "energy_rmse", "force_mae", "force_rmse"):
+        assert evaluated[key] == pytest.approx(reported["test_metrics"][key], rel=1e-9)
+    assert (tmp_path / "parity.png").stat().st_size > 0
+    assert (tmp_path / "error_histogram.png").stat().st_size > 0
+
+
+def test_the_same_seed_gives_the_same_numbers(stores: dict[str, Path], tmp_path: Path) -> None:
+    results = [
+        run_finetuning(FinetuneConfig(
+            out_dir=tmp_path / f"run{k}", data=stores["forces"], backbone="schnet",
+            backbone_hparams=TINY_HPARAMS, epochs=1, batch_size=8, progress_bar=False,
+            accelerator="cpu", seed=7))
+        for k in range(2)
+    ]
+    assert results[0].test_metrics == results[1].test_metrics
+    assert results[0].epochs_run == 1 and results[0].n_train == 32
+
+
+def test_frozen_backbone_keeps_the_pretrained_weights(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    torch.manual_seed(3)
+    backbone = build_backbone("schnet", **TINY_HPARAMS)
+    atomic_torch_save({"kind": "pretrain", "format_version": 1,
+                       "backbone": backbone_to_dict(backbone), "elements": [1, 8]},
+                      tmp_path / "pre.pt")
+    result = run_finetuning(FinetuneConfig(
+        out_dir=tmp_path / "run", data=stores["forces"], init_checkpoint=tmp_path / "pre.pt",
+        epochs=2, freeze_backbone_epochs=2, batch_size=8, progress_bar=False,
+        accelerator="cpu"))
+    payload = torch.load(result.best_checkpoint, weights_only=True)
+    for key, value in backbone.state_dict().items():
+        torch.testing.assert_close(payload["backbone"]["state_dict"][key], value)
+    assert payload["pretrained_from"] == str(tmp_path / "pre.pt")
+
+
+def test_bad_inputs_are_one_line_and_exit_status_one(
+    stores: dict[str, Path], finetuned: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    base = ["finetune", "--data", stores["forces"], "--epochs", "1", "--accelerator", "cpu"]
+    line = _user_error(monkeypatch, capsys, "finetune", "--data", stores["energy_only"],
+                       "--backbone", "schnet", *TINY, "--forces", "--out", tmp_path / "a")
+    assert "no forces" in line and "--energy-only" in line
+    assert not (tmp_path / "a").exists()
+
+    line = _user_error(monkeypatch, capsys, *base, "--from", finetuned / "best.pt",
+                       "--out", tmp_path / "b")
+    assert "finetune checkpoint, but a pretrain checkpoint is needed" in line
+
+    payload = torch.load(finetuned / "best.pt", weights_only=True)
+    atomic_torch_save({**payload, "kind": "pretrain"}, tmp_path / "pre.pt")
+    line = _user_error(monkeypatch, capsys, "evaluate", tmp_path / "pre.pt")
+    assert "pretrain checkpoint, but a finetune checkpoint is needed" in line
+    atomic_torch_save({**payload, "format_version": 2}, tmp_path / "v2.pt")
+    line = _user_error(monkeypatch, capsys, "evaluate", tmp_path / "v2.pt")
+    assert "format version 2" in line and str(tmp_path / "v2.pt") in line
+
+    line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--from",
+                       tmp_path / "pre.pt", "--out", tmp_path / "c")
+    assert "not both" in line
+    line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--out", finetuned)
+    assert "--resume" in line and "--overwrite" in line
+    line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--train-size",
+                       "1.5", "--out", tmp_path / "d")
+    assert "(0, 1]" in line
+    line = _user_error(monkeypatch, capsys, *base, "--backbone", "nonesuch", "--out",
+                       tmp_path / "e")
+    assert "nonesuch" in line
