@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from denoise_objective import noise_head_from_dict
-from equivariant_backbones import backbone_from_dict, list_backbones
-
 from denoisepot.engine.pretrain import PretrainConfig, run_pretraining
+from equivariant_backbones import backbone_from_dict, list_backbones
 
 #: small networks that train in seconds on a CPU
 SMALL_HPARAMS = {
