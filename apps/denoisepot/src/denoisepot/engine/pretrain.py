@@ -180,8 +180,8 @@ def _resolve_stores(config: PretrainConfig) -> tuple[list[Path], list[Path]]:
 
 
 def _prepare_output(config: PretrainConfig) -> dict[str, Any]:
-    """On the first process: claim (or resume) the output folder and the data; returns
-    what every process needs (store paths, whether to resume)."""
+    """On the first process: check (or resume) the output folder and find the data; returns
+    what every process needs (store paths, the run's identity, whether to resume)."""
     out = Path(config.out)
     held = [name for name in RUN_ENTRIES if (out / name).exists()]
     if held and not (config.resume or config.overwrite):
@@ -214,8 +214,7 @@ def _prepare_output(config: PretrainConfig) -> dict[str, Any]:
             )
         if (out / STATE_FILE).exists():
             resume_state = os.fspath(out / STATE_FILE)
-    _write_json_atomic(run_file, identity)
-    return {"stores": [os.fspath(p) for p in stores],
+    return {"stores": [os.fspath(p) for p in stores], "identity": identity,
             "sources": [os.fspath(p) for p in sources], "resume_state": resume_state}
 
 
@@ -317,6 +316,7 @@ def run_pretraining(config: PretrainConfig) -> PretrainResult:
             "or add data"
         )
     if is_zero:
+        _write_json_atomic(out / RUN_FILE, plan["identity"])
         save_splits(out / SPLIT_FILE, splits)
         provenance = [store_provenance(s, Path(src))
                       for s, src in zip(stores, plan["sources"], strict=True)]
