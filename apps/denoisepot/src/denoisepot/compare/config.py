@@ -63,12 +63,14 @@ class CompareConfig:
     pretrain_lr: float = 5e-4
     finetune_split: str = "conformation"
     finetune_epochs: int | None = None
+    finetune_max_steps: int = 2000
     patience: int = 25
     finetune_batch_size: int = 32
     finetune_lr: float = 5e-4
     forces: bool | None = None
     force_weight: float = 1.0
     cache_dir: Path | None = None
+    workers: int | None = None
     progress: bool = True
 
     def hparams(self, backbone: str) -> dict[str, Any]:
@@ -76,6 +78,16 @@ class CompareConfig:
         defaults), then ``backbone_hparams[backbone]`` on top."""
         base = dict(SMALL_HPARAMS.get(backbone, {})) if self.scale == "small" else {}
         return {**base, **self.backbone_hparams.get(backbone, {})}
+
+    def epoch_cap(self, train_size: int) -> int | None:
+        """Fine-tuning epochs for ``train_size`` conformations: ``finetune_epochs`` when given;
+        else, for the converged protocol, enough epochs for ``finetune_max_steps`` optimizer
+        steps (small training sets get more epochs, so no row stops for lack of steps); else
+        None (the paper's epochs for the data)."""
+        if self.finetune_epochs is not None or self.protocol != "converged":
+            return self.finetune_epochs
+        steps_per_epoch = math.ceil(train_size / self.finetune_batch_size)
+        return max(1, math.ceil(self.finetune_max_steps / steps_per_epoch))
 
     def check(self) -> None:
         """Raise DenoisepotError (one line naming the option) for settings that cannot run."""
@@ -106,6 +118,8 @@ class CompareConfig:
             ("--patience", self.patience),
             ("--pretrain-batch-size", self.pretrain_batch_size),
             ("--batch-size", self.finetune_batch_size),
+            ("--max-steps", self.finetune_max_steps),
+            ("--workers", 1 if self.workers is None else self.workers),
         ):
             if value < 1:
                 raise DenoisepotError(f"{option} must be at least 1, got {value}")

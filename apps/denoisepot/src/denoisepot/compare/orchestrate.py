@@ -1,10 +1,20 @@
 """Runs a comparison: pretraining once per backbone and σ, then the pretrained and the
-from-scratch fine-tunings with identical settings and seeds, skipping finished runs."""
+from-scratch fine-tunings with identical settings and seeds, skipping finished runs.
+
+Runs go to worker processes, one single-threaded run per core: for molecules of a few dozen
+atoms one thread per run is far faster than several threads per run, and from-scratch
+fine-tunings need no pretraining, so they fill the cores while pretraining runs.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,53 +40,17 @@ class CompareResult:
     runs_skipped: int
 
 
-def _pretrain_config(
-    config: CompareConfig, backbone: str, sigma: float, data: ComparisonData
-) -> Any:
-    from ..engine.pretrain import PretrainConfig
+@dataclass
+class Job:
+    """One pretraining or fine-tuning run: its name (settings hash included), the engine
+    configuration, what the report needs to know, and the pretraining it waits for."""
 
-    return PretrainConfig(
-        backbone=backbone,
-        out=Path("."),
-        data=list(data.pretrain_stores),
-        sigma_angstrom=sigma,
-        epochs=config.pretrain_epochs,
-        batch_size=config.pretrain_batch_size,
-        lr=config.pretrain_lr,
-        seed=0,
-        backbone_hparams=config.hparams(backbone),
-        progress=config.progress,
-    )
-
-
-def _finetune_config(
-    config: CompareConfig,
-    backbone: str,
-    size: int,
-    seed: int,
-    data: ComparisonData,
-    checkpoint: Path | None,
-) -> Any:
-    from ..engine.finetune import FinetuneConfig
-
-    return FinetuneConfig(
-        out_dir=Path("."),
-        data=data.finetune_store,
-        init_checkpoint=checkpoint,
-        backbone=None if checkpoint is not None else backbone,
-        backbone_hparams={} if checkpoint is not None else config.hparams(backbone),
-        protocol=config.protocol,
-        epochs=config.finetune_epochs,
-        patience=config.patience,
-        forces=config.forces,
-        force_weight=config.force_weight,
-        split=config.finetune_split,
-        train_size=size,
-        batch_size=config.finetune_batch_size,
-        lr=config.finetune_lr,
-        seed=seed,
-        progress_bar=config.progress,
-    )
+    name: str
+    kind: str
+    config: Any
+    meta: dict[str, Any]
+    after: str | None = None
+    waiting: list[Job] = field(default_factory=list)
 
 
 def _settings(run_config: Any, **replace: Any) -> dict[str, Any]:
@@ -86,6 +60,142 @@ def _settings(run_config: Any, **replace: Any) -> dict[str, Any]:
         values.pop(key, None)
     values.update(replace)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+
+
+def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> list[Job]:
+    """Every run of the comparison: per backbone the pretraining per σ, then per seed and
+    training size one from-scratch and one pretrained fine-tuning per σ."""
+    from ..engine.finetune import FinetuneConfig
+    from ..engine.pretrain import PretrainConfig
+
+    runs = config.out / RUNS_DIR
+    jobs: list[Job] = []
+    for backbone in config.backbones:
+        hparams = config.hparams(backbone)
+        pretrain_jobs: dict[float, Job] = {}
+        for sigma in config.sigmas:
+            pretrain = PretrainConfig(
+                backbone=backbone,
+                out=Path("."),
+                data=list(data.pretrain_stores),
+                sigma_angstrom=sigma,
+                epochs=config.pretrain_epochs,
+                batch_size=config.pretrain_batch_size,
+                lr=config.pretrain_lr,
+                seed=0,
+                backbone_hparams=hparams,
+                progress=progress,
+                resume=True,
+            )
+            name = f"pretrain-{backbone}-sigma{sigma:g}-{identity_hash(_settings(pretrain))}"
+            job = Job(
+                name,
+                "pretrain",
+                dataclasses.replace(pretrain, out=runs / name),
+                {"backbone": backbone, "sigma": sigma, "epochs": config.pretrain_epochs},
+            )
+            pretrain_jobs[sigma] = job
+            jobs.append(job)
+        for seed in config.seeds:
+            for size in config.train_sizes:
+                rows: list[tuple[str, Job | None]] = [("scratch", None)]
+                rows += [("pretrained", pretrain_jobs[sigma]) for sigma in config.sigmas]
+                for row, parent in rows:
+                    checkpoint = None if parent is None else parent.config.out / "best.pt"
+                    finetune = FinetuneConfig(
+                        out_dir=Path("."),
+                        data=data.finetune_store,
+                        init_checkpoint=checkpoint,
+                        backbone=None if parent is not None else backbone,
+                        backbone_hparams={} if parent is not None else hparams,
+                        protocol=config.protocol,
+                        epochs=config.epoch_cap(size),
+                        patience=config.patience,
+                        forces=config.forces,
+                        force_weight=config.force_weight,
+                        split=config.finetune_split,
+                        train_size=size,
+                        batch_size=config.finetune_batch_size,
+                        lr=config.finetune_lr,
+                        seed=seed,
+                        progress_bar=progress,
+                        overwrite=True,
+                    )
+                    parent_name = None if parent is None else parent.name
+                    settings = _settings(
+                        finetune,
+                        init_checkpoint=parent_name,
+                        backbone=backbone,
+                        backbone_hparams=hparams,
+                    )
+                    sigma = None if parent is None else parent.meta["sigma"]
+                    label = row if sigma is None else f"{row}-sigma{sigma:g}"
+                    name = (
+                        f"finetune-{backbone}-{label}-n{size}-seed{seed}-{identity_hash(settings)}"
+                    )
+                    jobs.append(
+                        Job(
+                            name,
+                            "finetune",
+                            dataclasses.replace(finetune, out_dir=runs / name),
+                            {
+                                "backbone": backbone,
+                                "row": row,
+                                "sigma": sigma,
+                                "train_size": size,
+                                "seed": seed,
+                                "pretrain_run": parent_name,
+                            },
+                            after=parent_name,
+                        )
+                    )
+    return jobs
+
+
+def run_job(kind: str, run_config: Any, meta: dict[str, Any], threads: int | None) -> dict:
+    """Run one pretraining or fine-tuning and return its record for the manifest (errors
+    in eV and eV/Å, times in s)."""
+    import torch
+
+    from ..engine.finetune import run_finetuning
+    from ..engine.pretrain import run_pretraining
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+        # after the imports: Lightning sets its own log level when it loads
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    if kind == "pretrain":
+        result = run_pretraining(run_config)
+        return {
+            **meta,
+            "seconds": result.seconds,
+            "conformations_seen": result.conformations_seen,
+            "best_val_loss": result.best_val_loss,
+            "final_val_loss": result.final_val_loss,
+            "baseline_val_loss": result.baseline_val_loss,
+            "checkpoint": str(result.best_checkpoint),
+        }
+    result = run_finetuning(run_config)
+    return {
+        **meta,
+        "test": result.test_metrics.as_dict(),
+        "val": result.val_metrics.as_dict(),
+        "baseline": result.baseline_metrics.as_dict(),
+        "epochs_run": result.epochs_run,
+        "epoch_cap": run_config.epochs,
+        "best_epoch": result.best_epoch,
+        "seconds": result.seconds,
+        "n_train": result.n_train,
+        "n_val": result.n_val,
+        "n_test": result.n_test,
+        "used_forces": result.used_forces,
+    }
+
+
+def _worker_init() -> None:
+    """One OpenMP thread per worker (set before torch loads)."""
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def _check_train_sizes(config: CompareConfig, store: Path) -> int:
@@ -102,13 +212,49 @@ def _check_train_sizes(config: CompareConfig, store: Path) -> int:
     return available
 
 
+def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None]) -> None:
+    """Run ``jobs`` (already topologically ordered: pretraining before its fine-tunings)
+    in-process (one worker) or in a pool, calling ``finished`` as each completes."""
+    if workers == 1:
+        for job in jobs:
+            finished(job, run_job(job.kind, job.config, job.meta, None))
+        return
+    names = {job.name for job in jobs}
+    ready = [job for job in jobs if job.after is None or job.after not in names]
+    by_name = {job.name: job for job in jobs}
+    for job in jobs:
+        if job.after is not None and job.after in names:
+            by_name[job.after].waiting.append(job)
+    # longest first: pretraining, then fine-tunings by training size
+    ready.sort(key=lambda j: (j.kind != "pretrain", -j.meta.get("train_size", 0)))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
+        running: dict[Future, Job] = {}
+        while ready or running:
+            while ready and len(running) < workers:
+                job = ready.pop(0)
+                running[pool.submit(run_job, job.kind, job.config, job.meta, 1)] = job
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = running.pop(future)
+                finished(job, future.result())
+                ready.extend(job.waiting)
+                ready.sort(key=lambda j: -j.meta.get("train_size", 0))
+
+
+def default_workers() -> int:
+    """Parallel runs: the CPU cores this process may use."""
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return max(1, len(cores) if cores else os.cpu_count() or 1)
+
+
 def run_compare(config: CompareConfig, *, command: str | None = None) -> CompareResult:
     """Run (or continue) the comparison described by ``config``; write ``report.md``,
     ``results.csv`` and the plots into ``config.out`` and return what was produced."""
+    from molgraph_data.units import EV_IN_KCAL_PER_MOL
     from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..engine.finetune import run_finetuning
-    from ..engine.pretrain import run_pretraining
     from .report import write_outputs
 
     config = dataclasses.replace(config, out=Path(config.out))
@@ -118,88 +264,45 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
     data = prepare_data(config)
     available = _check_train_sizes(config, data.finetune_store)
     manifest = Manifest(config.out)
-    runs = config.out / RUNS_DIR
-    n_pretrain = len(config.backbones) * len(config.sigmas)
-    total = n_pretrain + len(config.backbones) * len(config.train_sizes) * len(config.seeds) * (
-        1 + len(config.sigmas)
+    workers = config.workers or default_workers()
+    jobs = plan_jobs(config, data, progress=config.progress and workers == 1)
+    todo = [job for job in jobs if manifest.get(job.name) is None]
+    workers = max(1, min(workers, len(todo)))
+    console.print(
+        f"{len(jobs)} runs: {len(jobs) - len(todo)} finished earlier and reused, "
+        f"{len(todo)} to run on {workers} worker(s)"
     )
-    counter = {"done": 0, "executed": 0, "skipped": 0}
-    pretrain_records: list[dict[str, Any]] = []
-    finetune_records: list[dict[str, Any]] = []
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not config.progress or workers == 1,
+    )
 
-    def announce(name: str, finished: bool) -> None:
-        counter["done"] += 1
-        state = "finished earlier, reused" if finished else "running"
-        console.rule(f"[{counter['done']}/{total}] {name}: {state}")
-        counter["skipped" if finished else "executed"] += 1
+    with bar:
+        task = bar.add_task("compare", total=len(todo))
 
-    for backbone in config.backbones:
-        checkpoints: dict[float, tuple[str, Path]] = {}
-        for sigma in config.sigmas:
-            run_config = _pretrain_config(config, backbone, sigma, data)
-            name = f"pretrain-{backbone}-sigma{sigma:g}-{identity_hash(_settings(run_config))}"
-            record = manifest.get(name)
-            announce(name, record is not None)
-            if record is None:
-                result = run_pretraining(
-                    dataclasses.replace(run_config, out=runs / name, resume=True)
-                )
-                record = {
-                    "backbone": backbone,
-                    "sigma": sigma,
-                    "seconds": result.seconds,
-                    "conformations_seen": result.conformations_seen,
-                    "epochs": config.pretrain_epochs,
-                    "best_val_loss": result.best_val_loss,
-                    "final_val_loss": result.final_val_loss,
-                    "baseline_val_loss": result.baseline_val_loss,
-                    "checkpoint": str(result.best_checkpoint),
-                }
-                manifest.add(name, record)
-            pretrain_records.append({"run": name, **record})
-            checkpoints[sigma] = (name, Path(record["checkpoint"]))
-        for seed in config.seeds:
-            for size in config.train_sizes:
-                rows: list[tuple[str, float | None, Path | None, str | None]] = [
-                    ("scratch", None, None, None)
-                ]
-                rows += [
-                    ("pretrained", sigma, checkpoints[sigma][1], checkpoints[sigma][0])
-                    for sigma in config.sigmas
-                ]
-                for row, sigma, checkpoint, pretrain_run in rows:
-                    run_config = _finetune_config(config, backbone, size, seed, data, checkpoint)
-                    settings = _settings(run_config, init_checkpoint=pretrain_run)
-                    label = row if sigma is None else f"{row}-sigma{sigma:g}"
-                    name = (
-                        f"finetune-{backbone}-{label}-n{size}-seed{seed}-{identity_hash(settings)}"
-                    )
-                    record = manifest.get(name)
-                    announce(name, record is not None)
-                    if record is None:
-                        result = run_finetuning(
-                            dataclasses.replace(run_config, out_dir=runs / name, overwrite=True)
-                        )
-                        record = {
-                            "backbone": backbone,
-                            "row": row,
-                            "sigma": sigma,
-                            "train_size": size,
-                            "seed": seed,
-                            "pretrain_run": pretrain_run,
-                            "test": result.test_metrics.as_dict(),
-                            "val": result.val_metrics.as_dict(),
-                            "baseline": result.baseline_metrics.as_dict(),
-                            "epochs_run": result.epochs_run,
-                            "best_epoch": result.best_epoch,
-                            "seconds": result.seconds,
-                            "n_train": result.n_train,
-                            "n_val": result.n_val,
-                            "n_test": result.n_test,
-                            "used_forces": result.used_forces,
-                        }
-                        manifest.add(name, record)
-                    finetune_records.append({"run": name, **record})
+        def finished(job: Job, record: dict) -> None:
+            manifest.add(job.name, record)
+            if job.kind == "finetune":
+                mae = record["test"]["energy_mae"] * EV_IN_KCAL_PER_MOL
+                summary = f"test energy MAE {mae:.3f} kcal/mol, {record['epochs_run']} epochs"
+            else:
+                summary = f"{record['seconds']:.0f} s"
+
+            console.print(f"finished {job.name}: {summary}")
+            bar.advance(task)
+
+        _execute(todo, workers, finished)
+    pretrain_records = [
+        {"run": j.name, **manifest.get(j.name)} for j in jobs if j.kind == "pretrain"
+    ]
+    finetune_records = [
+        {"run": j.name, **manifest.get(j.name)} for j in jobs if j.kind == "finetune"
+    ]
     report, results_csv, plots = write_outputs(
         config,
         data,
@@ -215,6 +318,6 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
         plots=plots,
         finetune_runs=finetune_records,
         pretrain_runs=pretrain_records,
-        runs_executed=counter["executed"],
-        runs_skipped=counter["skipped"],
+        runs_executed=len(todo),
+        runs_skipped=len(jobs) - len(todo),
     )

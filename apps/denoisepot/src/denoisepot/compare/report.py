@@ -128,9 +128,9 @@ def table_rows(pairs: Sequence[Comparison], with_forces: bool) -> list[list[str]
             )
         ratios = pair.ratios()
         spread = (
-            f" (MAE ratio {ratios.mean():.2f} ± {ratios.std(ddof=1):.2f})"
+            f"MAE ratio {ratios.mean():.2f} ± {ratios.std(ddof=1):.2f}"
             if ratios.size > 1
-            else f" (MAE ratio {ratios.mean():.2f})"
+            else f"MAE ratio {ratios.mean():.2f}"
         )
         rows.append(
             [
@@ -240,14 +240,17 @@ def write_report(
     """Write report.md: settings, the table, the pretraining cost, fairness and the plots."""
     with_forces = any(r["used_forces"] for r in finetune_records)
     pairs = pair_cells(summarise(finetune_records))
+    caps = sorted({(r["train_size"], r.get("epoch_cap")) for r in finetune_records})
+    cap_text = ", ".join(f"{cap} at {size}" for size, cap in caps if cap is not None)
     protocol = (
         f"**converged**: every fine-tuning run (both rows) trains until its validation loss has "
-        f"not improved for {config.patience} epochs (cap "
-        f"{config.finetune_epochs or 'the engine default of 500'} epochs) and is tested with "
-        "its best-validation checkpoint"
+        f"not improved for {config.patience} epochs, with an epoch cap of "
+        f"{cap_text or 'the engine default'} training conformations (about "
+        f"{config.finetune_max_steps} optimizer steps, so small training sets are not stopped "
+        "for lack of steps), and is tested with its best-validation checkpoint"
         if config.protocol == "converged"
-        else f"**paper** (fixed epochs: {config.finetune_epochs or 'the paper default'};"
-        " best-validation checkpoint)"
+        else f"**paper**: a fixed number of epochs ({cap_text or 'the paper default'}), "
+        "tested with the best-validation checkpoint"
     )
     lines = [
         "# Pretrained vs from scratch",
@@ -352,9 +355,9 @@ def print_table(finetune_records: Sequence[dict[str, Any]]) -> None:
     short = ["backbone", "σ Å", "train", "row", "E RMSE", "E MAE"]
     short += ["F RMSE", "F MAE"] if with_forces else []
     table = Table(
-        title="pretrained vs from scratch: test errors, energies kcal/mol"
-        + (", forces kcal/mol/Å" if with_forces else "")
-        + "; mean ± std over seeds"
+        title="pretrained vs from scratch: test errors (E kcal/mol"
+        + (", F kcal/mol/Å" if with_forces else "")
+        + "), mean ± std over seeds"
     )
     for column in [*short, "epochs best/run"]:
         table.add_column(column)

@@ -1,0 +1,209 @@
+"""`denoisepot compare` end to end on tiny data: both rows, report, plots, resume, fairness."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from denoisepot.compare import CompareConfig, orchestrate, run_compare
+from denoisepot.compare.data import prepare_data
+from denoisepot.compare.plots import write_plots
+from denoisepot.compare.report import pair_cells, summarise
+from denoisepot.datagen import GenerationRecipe, MoleculeSpec, generate_store
+from denoisepot.errors import DenoisepotError
+from molgraph_data import Store
+
+TINY_SCHNET = {"hidden_channels": 16, "num_filters": 16, "num_interactions": 1, "num_gaussians": 8}
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "tiny.h5"
+    molecules = [
+        MoleculeSpec("water", "O"),
+        MoleculeSpec("methanol", "CO"),
+        MoleculeSpec("ethylene", "C=C"),
+    ]
+    recipe = GenerationRecipe(
+        conformers=40,
+        temperatures_kelvin=(300.0, 600.0),
+        equilibration_steps=10,
+        steps_between_frames=3,
+    )
+    return generate_store(molecules, recipe, path, workers=2, progress=False)
+
+
+def _config(store: Path, out: Path, **changes) -> CompareConfig:
+    config = CompareConfig(
+        out=out,
+        pretrain_data=[store],
+        finetune_data=store,
+        train_sizes=[10, 30],
+        seeds=[0],
+        sigmas=[0.2],
+        pretrain_epochs=2,
+        pretrain_batch_size=16,
+        finetune_epochs=3,
+        patience=2,
+        finetune_batch_size=8,
+        backbone_hparams={"schnet": TINY_SCHNET},
+        workers=1,
+        progress=False,
+    )
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory):
+    config = _config(tiny_store, tmp_path_factory.mktemp("compare"))
+    return config, run_compare(config, command="denoisepot compare (test)")
+
+
+def test_compare_writes_report_results_and_plots_with_both_rows(finished) -> None:
+    config, result = finished
+    assert result.runs_executed == 1 + 2 * 2 and result.runs_skipped == 0
+    with open(result.results_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["row"], int(r["train_size"])) for r in rows) == [
+        ("pretrained", 10),
+        ("pretrained", 30),
+        ("scratch", 10),
+        ("scratch", 30),
+    ]
+    for row in rows:
+        assert float(row["energy_mae_kcal_mol"]) > 0 and float(row["force_mae_kcal_mol_a"]) > 0
+        assert int(row["epochs_run"]) == 3 and int(row["n_train"]) == int(row["train_size"])
+    report = result.report.read_text()
+    for text in (
+        "from scratch",
+        "pretrained",
+        "relative change",
+        "kcal/mol",
+        "Pretraining cost",
+        "How the comparison is fair",
+        "never sees",
+    ):
+        assert text in report
+    assert [p.name for p in result.plots] == ["data_efficiency_schnet.png"]
+    assert result.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_skips_finished_runs_and_redoes_only_the_missing(finished, monkeypatch) -> None:
+    config, first = finished
+    calls: list[str] = []
+    real = orchestrate.run_job
+
+    def counting(kind, run_config, meta, threads):
+        calls.append(kind)
+        return real(kind, run_config, meta, threads)
+
+    monkeypatch.setattr(orchestrate, "run_job", counting)
+    again = run_compare(config)
+    assert calls == [] and again.runs_executed == 0 and again.runs_skipped == 5
+    assert again.results_csv.read_text() == first.results_csv.read_text()
+
+    # an interrupted comparison: one fine-tuning never reached the manifest
+    manifest_path = config.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    lost = next(name for name in manifest["runs"] if "scratch-n30" in name)
+    del manifest["runs"][lost]
+    manifest_path.write_text(json.dumps(manifest))
+    resumed = run_compare(config)
+    assert calls == ["finetune"] and resumed.runs_executed == 1
+    assert lost in json.loads(manifest_path.read_text())["runs"]
+
+
+def test_both_rows_share_every_setting_but_the_starting_weights(tiny_store, tmp_path) -> None:
+    config = _config(tiny_store, tmp_path / "plan", seeds=[0, 1], sigmas=[0.1, 0.2])
+    data = prepare_data(config)
+    jobs = orchestrate.plan_jobs(config, data, progress=False)
+    pretrain = [j for j in jobs if j.kind == "pretrain"]
+    finetune = [j for j in jobs if j.kind == "finetune"]
+    assert len(pretrain) == 2 and len(finetune) == 2 * 2 * 3  # seeds x sizes x (1 + 2 sigmas)
+    ignore = {"out_dir", "init_checkpoint", "backbone", "backbone_hparams"}
+    for job in finetune:
+        scratch = next(
+            j
+            for j in finetune
+            if j.meta["row"] == "scratch"
+            and j.meta["seed"] == job.meta["seed"]
+            and j.meta["train_size"] == job.meta["train_size"]
+        )
+        a, b = dataclasses.asdict(job.config), dataclasses.asdict(scratch.config)
+        assert {k: v for k, v in a.items() if k not in ignore} == {
+            k: v for k, v in b.items() if k not in ignore
+        }
+        if job.meta["row"] == "pretrained":
+            assert job.after in {p.name for p in pretrain}
+            assert job.config.init_checkpoint.parent.name == job.after
+    assert len({j.name for j in jobs}) == len(jobs)
+
+
+def test_shared_store_is_partitioned_so_pretraining_never_sees_finetuning(
+    tiny_store, tmp_path
+) -> None:
+    data = prepare_data(_config(tiny_store, tmp_path / "part"))
+    with (
+        Store(data.pretrain_stores[0]) as pre,
+        Store(data.finetune_store) as fine,
+        Store(tiny_store) as full,
+    ):
+        assert pre.n_conformations + fine.n_conformations == full.n_conformations
+        assert pre.molecule_names == fine.molecule_names == full.molecule_names
+        seen = {tuple(np.round(pre.read([i]).pos.ravel(), 5)) for i in range(pre.n_conformations)}
+        for i in range(fine.n_conformations):
+            assert tuple(np.round(fine.read([i]).pos.ravel(), 5)) not in seen
+        block = fine.read(np.arange(fine.n_conformations))
+        assert block.forces is not None and np.isfinite(block.energy).all()
+
+
+def test_bad_options_are_one_clear_line(tiny_store, tmp_path) -> None:
+    with pytest.raises(DenoisepotError, match="--train-sizes 5000"):
+        run_compare(_config(tiny_store, tmp_path / "big", train_sizes=[5000]))
+    with pytest.raises(DenoisepotError, match="--backbone 'nosuch'"):
+        run_compare(_config(tiny_store, tmp_path / "bb", backbones=["nosuch"]))
+    with pytest.raises(DenoisepotError, match="--protocol"):
+        run_compare(_config(tiny_store, tmp_path / "pr", protocol="fast"))
+
+
+def _record(row: str, sigma: float | None, size: int, seed: int, mae_ev: float) -> dict:
+    test = {
+        "energy_mae": mae_ev,
+        "energy_rmse": 1.5 * mae_ev,
+        "force_mae": 2 * mae_ev,
+        "force_rmse": 3 * mae_ev,
+    }
+    return {
+        "backbone": "schnet",
+        "row": row,
+        "sigma": sigma,
+        "train_size": size,
+        "seed": seed,
+        "test": test,
+        "best_epoch": 4,
+        "epochs_run": 10,
+        "used_forces": True,
+    }
+
+
+def test_summary_ratios_and_sigma_sweep_plot(tmp_path) -> None:
+    records = []
+    for seed, scale in ((0, 1.0), (1, 1.2)):
+        for size in (10, 100):
+            records.append(_record("scratch", None, size, seed, 0.1 * scale / size))
+            for sigma, factor in ((0.1, 0.8), (0.5, 0.9)):
+                records.append(
+                    _record("pretrained", sigma, size, seed, factor * 0.1 * scale / size)
+                )
+    pairs = pair_cells(summarise(records))
+    assert len(pairs) == 4
+    for pair in pairs:
+        expected = 0.8 if pair.pretrained.sigma == 0.1 else 0.9
+        np.testing.assert_allclose(pair.ratios(), [expected, expected])
+        assert pair.change("energy_mae") == pytest.approx(expected - 1.0)
+    plots = write_plots(tmp_path, summarise(records))
+    assert sorted(p.name for p in plots) == ["data_efficiency_schnet.png", "sigma_sweep_schnet.png"]
