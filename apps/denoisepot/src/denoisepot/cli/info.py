@@ -62,13 +62,15 @@ def info(
     from rich.table import Table
 
     payload = load_checkpoint(checkpoint)
-    table = Table(title=f"{checkpoint} ({payload['kind']} checkpoint, format "
-                        f"{payload['format_version']})")
+    table = Table()
     table.add_column("key", style="bold")
     table.add_column("value", overflow="fold")
     for key, text in checkpoint_rows(payload):
         table.add_row(key, text)
-    Console().print(table)
+    console = Console()
+    console.print(f"{checkpoint} ({payload['kind']} checkpoint, format "
+                  f"{payload['format_version']})", soft_wrap=True, highlight=False)
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
