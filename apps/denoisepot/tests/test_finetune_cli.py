@@ -107,16 +107,21 @@ def test_finetune_writes_checkpoint_predictions_plots_and_evaluate_reproduces_th
     assert (tmp_path / "error_histogram.png").stat().st_size > 0
 
 
-def test_the_same_seed_gives_the_same_numbers(stores: dict[str, Path], tmp_path: Path) -> None:
-    results = [
-        run_finetuning(FinetuneConfig(
+def test_the_same_seed_gives_the_same_numbers_and_a_finished_run_resumes(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    def config(k: int, resume: bool = False) -> FinetuneConfig:
+        return FinetuneConfig(
             out_dir=tmp_path / f"run{k}", data=stores["forces"], backbone="schnet",
             backbone_hparams=TINY_HPARAMS, epochs=1, batch_size=8, progress_bar=False,
-            accelerator="cpu", seed=7))
-        for k in range(2)
-    ]
+            accelerator="cpu", seed=7, resume=resume)
+
+    results = [run_finetuning(config(k)) for k in range(2)]
     assert results[0].test_metrics == results[1].test_metrics
     assert results[0].epochs_run == 1 and results[0].n_train == 32
+    assert (tmp_path / "run0" / "lightning" / "last.ckpt").is_file()
+    resumed = run_finetuning(config(0, resume=True))
+    assert resumed.epochs_run == 1 and resumed.test_metrics == results[0].test_metrics
 
 
 def test_frozen_backbone_keeps_the_pretrained_weights(

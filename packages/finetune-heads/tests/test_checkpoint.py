@@ -7,8 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from equivariant_backbones import CheckpointError, atomic_torch_save
+from equivariant_backbones import (
+    Backbone,
+    BackboneOutput,
+    CheckpointError,
+    atomic_torch_save,
+    register_backbone,
+)
 from finetune_heads import (
+    EnergyHead,
+    ExportError,
     Potential,
     export_torchscript,
     load_finetuned,
@@ -52,17 +60,53 @@ def test_pretraining_checkpoint_or_other_version_is_refused(
         load_finetuned(tmp_path / "broken.pt")
 
 
+@register_backbone("finetune_heads_test_all_pairs")
+class _AllPairs(Backbone):
+    """A test backbone with a smooth all-pairs interaction and no radius graph (traceable)."""
+
+    def __init__(self, features: int = 8, cutoff: float = 4.0) -> None:
+        super().__init__()
+        self._record_hparams(locals())
+        self.scalar_dim = features
+        self.cutoff = cutoff
+        self.embedding = torch.nn.Embedding(119, features)
+        self.filter = torch.nn.Linear(1, features)
+
+    def forward(self, z: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor) -> BackboneOutput:
+        distance = (pos.unsqueeze(0) - pos.unsqueeze(1)).pow(2).sum(-1).add(1e-9).sqrt()
+        envelope = 0.5 * (torch.cos(distance.clamp(max=self.cutoff) * torch.pi / self.cutoff) + 1)
+        same = (batch.unsqueeze(0) == batch.unsqueeze(1)).to(pos.dtype)
+        weight = envelope * same * (1 - torch.eye(len(z), dtype=pos.dtype))
+        h = self.embedding(z)
+        messages = torch.tanh(self.filter(distance.unsqueeze(-1))) * weight.unsqueeze(-1)
+        return BackboneOutput(scalar=h + (messages * h.unsqueeze(0)).sum(1))
+
+
 def test_torchscript_export_reproduces_energies_and_forces(
-    tmp_path: Path, make_potential: Factory, ethanol: Molecule
+    tmp_path: Path, ethanol: Molecule
 ) -> None:
-    potential = make_potential().eval()
+    torch.manual_seed(0)
+    backbone = _AllPairs()
+    potential = Potential(backbone, EnergyHead(backbone.scalar_dim)).eval()
     z, pos = ethanol
     path = export_torchscript(potential, tmp_path / "ethanol.ts", z, pos)
     loaded = torch.jit.load(str(path))
-    moved = (pos + 0.1 * torch.randn(9, 3, generator=torch.Generator().manual_seed(5)))
+    moved = pos + 0.1 * torch.randn(9, 3, generator=torch.Generator().manual_seed(5))
     moved.requires_grad_(True)
     energy = loaded(z, moved, torch.zeros(9, dtype=torch.long))
     forces = -torch.autograd.grad(energy.sum(), moved)[0]
     eager = potential(z, moved.detach(), torch.zeros(9, dtype=torch.long))
     torch.testing.assert_close(energy.detach(), eager["energy"])
     torch.testing.assert_close(forces, eager["forces"], rtol=1e-4, atol=1e-5)
+
+
+def test_export_of_an_untraceable_backbone_is_a_clear_error_or_exact(
+    tmp_path: Path, make_potential: Factory, ethanol: Molecule
+) -> None:
+    z, pos = ethanol
+    try:
+        export_torchscript(make_potential().eval(), tmp_path / "schnet.ts", z, pos)
+    except ExportError as exc:
+        assert "'schnet'" in str(exc) and "\n" not in str(exc)
+    else:
+        assert (tmp_path / "schnet.ts").is_file()

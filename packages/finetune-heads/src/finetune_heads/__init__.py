@@ -9,7 +9,7 @@ from .checkpoint import (
     potential_from_checkpoint,
     potential_to_checkpoint,
 )
-from .export import export_torchscript
+from .export import ExportError, export_torchscript
 from .head import NUM_ELEMENT_SLOTS, READOUTS, EnergyHead
 from .metrics import EV_IN_MEV, ErrorMetrics, MetricAccumulator, error_metrics
 from .potential import Potential, parameter_groups, set_backbone_trainable
@@ -26,6 +26,7 @@ __all__ = [
     "DenoisepotCalculator",
     "EnergyHead",
     "ErrorMetrics",
+    "ExportError",
     "MetricAccumulator",
     "Potential",
     "PretrainedBackbone",

@@ -6,6 +6,9 @@ the backbones generally, so the export is ``torch.jit.trace`` of ``(z, pos, batc
 for one molecule. The trace fixes the atom count of the example molecule (the neighbour
 graph's padding size is recorded as a constant); positions may change freely, and forces come
 from autograd on the loaded module: ``-torch.autograd.grad(energy.sum(), pos)[0]``.
+
+Whether a backbone traces depends on its code: a backbone whose trace fails, or whose trace
+does not reproduce the eager energies and forces, raises :class:`ExportError`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ import torch
 from torch import nn
 
 from .potential import Potential
+
+
+class ExportError(RuntimeError):
+    """The backbone cannot be exported as TorchScript; the message says why."""
 
 
 class _EnergyFunction(nn.Module):
@@ -57,7 +64,12 @@ def export_torchscript(
     z = z.to(torch.long)
     batch = torch.zeros_like(z)
     with torch.enable_grad():
-        traced = torch.jit.trace(function, (z, pos.detach(), batch), check_trace=False)
+        try:
+            traced = torch.jit.trace(function, (z, pos.detach(), batch), check_trace=False)
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unknown"
+            raise ExportError(f"backbone {potential.backbone.name!r} cannot be traced to "
+                              f"TorchScript ({reason[:160]})") from None
         generator = torch.Generator().manual_seed(0)
         displaced = pos + check_displacement_angstrom * torch.randn(
             pos.shape, generator=generator, dtype=pos.dtype)
@@ -68,7 +80,7 @@ def export_torchscript(
             if (float((e_trace - e_eager).abs().max()) > tolerance * max(1.0, float(
                     e_eager.abs().max())) or float((f_trace - f_eager).abs().max()) > tolerance
                     * scale):
-                raise RuntimeError(
+                raise ExportError(
                     f"the TorchScript trace of backbone {potential.backbone.name!r} does not "
                     "reproduce the eager potential; this backbone cannot be exported"
                 )

@@ -617,7 +617,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
     resume_from = config.out_dir / _RESUME_DIR / "last.ckpt"
     trainer.fit(module, train_loader, val_loader,
                 ckpt_path=resume_from if config.resume and resume_from.is_file() else None,
-                weights_only=False)
+                weights_only=True)
     epochs_run = int(trainer.current_epoch)
 
     from finetune_heads import load_finetuned
