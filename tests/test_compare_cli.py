@@ -1,0 +1,44 @@
+"""The installed command line: user mistakes in `compare` and `data generate` end as one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _denoisepot(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "denoisepot", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_compare_unknown_backbone_is_one_line(tmp_path: Path) -> None:
+    done = _denoisepot(
+        "compare", "--backbone", "nosuch", "--out", str(tmp_path / "o"), cwd=tmp_path
+    )
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--backbone 'nosuch' is unknown" in lines[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_compare_bad_number_list_is_one_line(tmp_path: Path) -> None:
+    done = _denoisepot("compare", "--train-sizes", "50,lots", cwd=tmp_path)
+    assert done.returncode == 1 and "--train-sizes '50,lots'" in done.stderr
+    assert not (tmp_path / "compare-out").exists()
+
+
+def test_generate_bad_smiles_file_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    smiles = tmp_path / "bad.smi"
+    smiles.write_text("CCO ethanol\nnot-a-smiles!\n")
+    out = tmp_path / "gen.h5"
+    done = _denoisepot("data", "generate", "--smiles", str(smiles), "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(smiles) in lines[0] and "line 2" in lines[0]
+    assert not out.exists() and list(tmp_path.iterdir()) == [smiles]
