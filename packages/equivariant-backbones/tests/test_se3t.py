@@ -10,7 +10,7 @@ import pytest
 import torch
 from e3nn import o3
 from equivariant_backbones import backbone_from_dict, backbone_to_dict, build_backbone
-from equivariant_backbones.se3t import SE3Transformer
+from equivariant_backbones.se3t import EquivariantKernel, SE3Transformer
 
 TINY = {"channels": 4, "max_degree": 3, "num_layers": 2, "num_heads": 2, "scalar_channels": 6,
         "num_basis": 8, "radial_hidden": 8, "cutoff": 3.0}
@@ -138,3 +138,36 @@ def test_portable_form_round_trip() -> None:
 def test_rejects_heads_that_do_not_divide_channels() -> None:
     with pytest.raises(ValueError, match="divisible"):
         build_backbone("se3t", channels=6, num_heads=4)
+
+
+def test_kernel_is_equivariant_for_every_degree() -> None:
+    torch.manual_seed(6)
+    kernel = EquivariantKernel([2, 2, 2, 2], 3, out_mul=3, num_basis=4, radial_hidden=8).double()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        rotation = -o3.rand_matrix(dtype=torch.float64)  # an improper rotation
+    # e3nn builds Wigner D matrices in the default dtype: float32 would limit them to 1e-7.
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        wigner = [o3.Irrep(degree, (-1) ** degree).D_from_matrix(rotation)
+                  for degree in range(4)]
+    finally:
+        torch.set_default_dtype(default_dtype)
+    edges = torch.randn(5, 3, dtype=torch.float64)
+    features = [torch.randn(5, 2, 2 * degree + 1, dtype=torch.float64) for degree in range(4)]
+    basis = torch.rand(5, 4, dtype=torch.float64)
+
+    def harmonics(vectors: torch.Tensor) -> list[torch.Tensor]:
+        flat = o3.spherical_harmonics([0, 1, 2, 3], vectors, normalize=True,
+                                      normalization="component")
+        return list(flat.split([1, 3, 5, 7], dim=-1))
+
+    out = kernel(features, harmonics(edges), basis)
+    moved = kernel([f @ d.T for f, d in zip(features, wigner, strict=True)],
+                   harmonics(edges @ rotation.T), basis)
+    for degree in range(4):
+        assert out[degree].shape == (5, 3, 2 * degree + 1)
+        assert out[degree].abs().max() > 1e-2
+        torch.testing.assert_close(moved[degree], out[degree] @ wigner[degree].T, rtol=0,
+                                   atol=1e-12)

@@ -7,8 +7,7 @@ Atoms carry ``channels`` features of every degree l = 0..max_degree (e3nn irreps
   of the atom's own features; keys and values of the edge j -> i are tensor products of the
   neighbour's features with the spherical harmonics Y(r̂_ij) of the edge direction, weighted
   per path and per channel pair by radial networks of the distance (the SE(3)-Transformer's
-  equivariant kernels, one e3nn tensor product with per-edge weights for keys and values
-  together);
+  equivariant kernels; keys and values together, see :class:`EquivariantKernel`);
 * per head, the logit is the invariant inner product of query and key over all degrees;
   the weights are ``φ(d_ij) exp(logit) / Σ_k φ(d_ik) exp(logit_k)`` with the cosine cutoff
   φ, and the values are scaled by φ too, so that features are continuous as atoms cross the
@@ -27,6 +26,13 @@ features (a linear map of the degree-0 channels plus learned inner products of t
 of each degree), and vector features ``[N, 3, channels]`` from the degree-1 channels (e3nn's
 l = 1 basis is Cartesian x, y, z). Everything is smooth in the positions, so −∂E/∂x is
 exact, through the spherical harmonics and the radial functions.
+
+The kernel contracts with e3nn's Wigner 3j symbols itself rather than through
+``o3.FullyConnectedTensorProduct``: with per-edge weights, e3nn slices one large weight
+tensor per path, and autograd materialises a full-size zero tensor for every slice; with
+double backward (forces in the loss) that made a training step about 9x slower on a CPU.
+e3nn provides the irreps, spherical harmonics, Wigner 3j symbols, equivariant linear layers
+and the gate.
 """
 
 from __future__ import annotations
@@ -104,62 +110,125 @@ class EquivariantLayerNorm(nn.Module):
         return torch.cat(out, dim=-1)
 
 
-class RadialNetwork(nn.Module):
-    """MLP from the radial basis ``[E, num_basis]`` to per-edge tensor-product weights."""
+class ExactWigner3j(nn.Module):
+    """Module whose Wigner 3j buffers (its own and its submodules', e3nn's included: any
+    buffer named ``_w3j_{l1}_{l2}_{l3}``) are recomputed in the new dtype whenever it is
+    converted. Cast up from float32 they would break float64 equivariance at the 1e-9 level."""
 
-    def __init__(self, num_basis: int, hidden: int, num_weights: int) -> None:
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
+               ) -> ExactWigner3j:
+        super()._apply(fn, recurse)
+        for module in self.modules():
+            for name, current in module._buffers.items():
+                if name.startswith("_w3j_") and current is not None:
+                    degrees = (int(part) for part in name.split("_")[-3:])
+                    module._buffers[name] = o3.wigner_3j(*degrees, dtype=current.dtype,
+                                                         device=current.device)
+        return self
+
+
+class EquivariantKernel(ExactWigner3j):
+    """The SE(3)-Transformer's equivariant edge kernel, for keys and values at once.
+
+    For an edge with neighbour features ``x^{l1}_u`` and spherical harmonics ``Y^{l2}`` of its
+    direction, output channel ``w`` of degree ``l3`` is
+    ``Σ_{l1, l2, u} R^{l1 l2 l3}_{uw}(d) [x^{l1}_u ⊗ Y^{l2}]^{l3}`` (Clebsch-Gordan
+    projection), with the radial weights ``R`` from an MLP of the radial basis. Only paths
+    with l1 + l2 + l3 even are kept (natural parity). The couplings of one (l1, l2) pair to
+    all l3 are applied as one matrix product, and all paths into one l3 as one batched matrix
+    product, so that no per-path slices of a large weight tensor appear in the autograd graph.
+    """
+
+    def __init__(self, in_muls: list[int], max_degree: int, out_mul: int, num_basis: int,
+                 radial_hidden: int) -> None:
         super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(num_basis, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(),
-            nn.Linear(hidden, num_weights),
+        self.out_mul = out_mul
+        self.max_degree = max_degree
+        #: (l1, l2, (l3, ...)) for every pair of input and harmonic degree with a valid path
+        self.pairs: list[tuple[int, int, tuple[int, ...]]] = []
+        fan_in = [0] * (max_degree + 1)
+        for l1, mul in enumerate(in_muls):
+            for l2 in range(max_degree + 1):
+                outs = tuple(l3 for l3 in range(abs(l1 - l2), min(l1 + l2, max_degree) + 1)
+                             if (l1 + l2 + l3) % 2 == 0)
+                if outs:
+                    self.pairs.append((l1, l2, outs))
+                for l3 in outs:
+                    fan_in[l3] += mul
+                    self.register_buffer(f"_w3j_{l1}_{l2}_{l3}", o3.wigner_3j(l1, l2, l3),
+                                         persistent=False)
+        self.fan_in = fan_in
+        self.radial = nn.Sequential(
+            nn.Linear(num_basis, radial_hidden), nn.SiLU(),
+            nn.Linear(radial_hidden, radial_hidden), nn.SiLU(),
         )
+        self.radial_out = nn.ModuleList(nn.Linear(radial_hidden, fan * out_mul)
+                                        for fan in fan_in)
 
-    def forward(self, basis: torch.Tensor) -> torch.Tensor:
-        """Weights ``[E, num_weights]``."""
-        return self.layers(basis)
+    def forward(self, x_blocks: list[torch.Tensor], sh_blocks: list[torch.Tensor],
+                basis: torch.Tensor) -> list[torch.Tensor]:
+        """Per-degree outputs ``[E, out_mul, 2 l3 + 1]`` from neighbour features ``[E, mul,
+        2 l1 + 1]`` per degree, harmonics ``[E, 2 l2 + 1]`` per degree and basis ``[E, B]``."""
+        projected: list[list[torch.Tensor]] = [[] for _ in range(self.max_degree + 1)]
+        for l1, l2, outs in self.pairs:
+            outer = (x_blocks[l1].unsqueeze(-1) * sh_blocks[l2][:, None, None, :]).flatten(-2)
+            # sqrt(2 l3 + 1): each output component has unit variance for unit-variance inputs
+            coupling = torch.cat([getattr(self, f"_w3j_{l1}_{l2}_{l3}").flatten(0, 1)
+                                  * math.sqrt(2 * l3 + 1) for l3 in outs], dim=1)
+            parts = (outer @ coupling).split([2 * l3 + 1 for l3 in outs], dim=-1)
+            for l3, part in zip(outs, parts, strict=True):
+                projected[l3].append(part)
+        hidden = self.radial(basis)
+        out = []
+        for l3, head in enumerate(self.radial_out):
+            inputs = torch.cat(projected[l3], dim=1)  # [E, fan_in, 2 l3 + 1]
+            weights = head(hidden).view(-1, self.fan_in[l3], self.out_mul)
+            out.append(torch.bmm(weights.transpose(1, 2), inputs) / math.sqrt(self.fan_in[l3]))
+        return out
 
 
 class SE3Attention(nn.Module):
     """Pre-norm residual graph self-attention with equivariant keys and values."""
 
     def __init__(
-        self, irreps_in: o3.Irreps, irreps_hidden: o3.Irreps, irreps_sh: o3.Irreps,
-        num_heads: int, num_basis: int, radial_hidden: int,
+        self, irreps_in: o3.Irreps, irreps_hidden: o3.Irreps, num_heads: int, num_basis: int,
+        radial_hidden: int,
     ) -> None:
         super().__init__()
+        self.in_layout = irreps_layout(irreps_in)
         self.layout = irreps_layout(irreps_hidden)
         self.hidden_dim = irreps_hidden.dim
         self.num_heads = num_heads
         self.norm = EquivariantLayerNorm(irreps_in)
         self.query = o3.Linear(irreps_in, irreps_hidden)
-        # Keys then values, each with the hidden irreps, from one tensor product.
-        self.key_value = o3.FullyConnectedTensorProduct(
-            irreps_in, irreps_sh, irreps_hidden + irreps_hidden, shared_weights=False,
-            internal_weights=False,
-        )
-        self.radial = RadialNetwork(num_basis, radial_hidden, self.key_value.weight_numel)
+        channels = [mul for _, mul, _, _ in self.layout]
+        if len(set(channels)) != 1:
+            raise ValueError("SE3Attention needs the same number of channels in every degree")
+        self.channels = channels[0]
+        # Keys are the first half of the kernel's output channels, values the second.
+        self.kernel = EquivariantKernel([mul for _, mul, _, _ in self.in_layout],
+                                        irreps_hidden.lmax, 2 * self.channels, num_basis,
+                                        radial_hidden)
         self.output = o3.Linear(irreps_hidden, irreps_hidden)
         self.skip = None if irreps_in == irreps_hidden else o3.Linear(irreps_in, irreps_hidden)
         self.logit_scale = (irreps_hidden.dim / num_heads) ** -0.5
 
-    def _heads(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``[..., hidden.dim]`` as per-degree ``[..., heads, mul / heads, 2l + 1]`` blocks."""
-        return [block.reshape(*block.shape[:-2], self.num_heads, mul // self.num_heads, dim)
-                for block, (_, mul, dim, _) in zip(_blocks(x, self.layout), self.layout,
-                                                   strict=True)]
+    def _heads(self, block: torch.Tensor) -> torch.Tensor:
+        """``[E, channels, 2l + 1]`` as ``[E, heads, channels / heads, 2l + 1]``."""
+        return block.reshape(block.shape[0], self.num_heads, self.channels // self.num_heads,
+                             block.shape[-1])
 
     def forward(
-        self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor, sh: torch.Tensor,
-        basis: torch.Tensor, envelope: torch.Tensor,
+        self, x: torch.Tensor, source: torch.Tensor, target: torch.Tensor,
+        sh_blocks: list[torch.Tensor], basis: torch.Tensor, envelope: torch.Tensor,
     ) -> torch.Tensor:
         """Updated features ``[N, hidden.dim]``."""
         h = self.norm(x)
-        key_value = self.key_value(h[source], sh, self.radial(basis))
-        key, value = key_value.split(self.hidden_dim, dim=-1)
-        query = self.query(h)[target]
-        logits = sum((q * k).sum(dim=(-2, -1))
-                     for q, k in zip(self._heads(query), self._heads(key), strict=True))
+        neighbours = [block[source] for block in _blocks(h, self.in_layout)]
+        key_value = self.kernel(neighbours, sh_blocks, basis)
+        query = [block[target] for block in _blocks(self.query(h), self.layout)]
+        logits = sum((self._heads(q) * self._heads(kv[:, :self.channels])).sum(dim=(-2, -1))
+                     for q, kv in zip(query, key_value, strict=True))
         logits = logits * self.logit_scale  # [E, heads]
 
         n_atoms = x.shape[0]
@@ -172,8 +241,8 @@ class SE3Attention(nn.Module):
         weight = weight * envelope.unsqueeze(-1)  # values vanish at the cutoff too
 
         messages = torch.cat([
-            (block * weight[:, :, None, None]).flatten(start_dim=1)
-            for block in self._heads(value)
+            (self._heads(kv[:, self.channels:]) * weight[:, :, None, None]).flatten(start_dim=1)
+            for kv in key_value
         ], dim=-1)
         aggregated = x.new_zeros(n_atoms, self.hidden_dim).index_add(0, target, messages)
         residual = x if self.skip is None else self.skip(x)
@@ -198,7 +267,7 @@ class GatedFeedForward(nn.Module):
 
 
 @register_backbone("se3t")
-class SE3Transformer(Backbone):
+class SE3Transformer(ExactWigner3j, Backbone):
     """SE(3)-Transformer on atomic numbers 0-118 (distances and cutoff in Å).
 
     Returns invariant scalar features ``[N, scalar_channels]`` and equivariant vector
@@ -230,6 +299,7 @@ class SE3Transformer(Backbone):
         self.irreps_hidden = natural_irreps(channels, max_degree)
         self.irreps_sh = o3.Irreps.spherical_harmonics(max_degree)
         irreps_embedding = o3.Irreps(f"{channels}x0e")
+        self.sh_layout = irreps_layout(self.irreps_sh)
         self.spherical_harmonics = o3.SphericalHarmonics(self.irreps_sh, normalize=True,
                                                          normalization="component")
 
@@ -238,7 +308,7 @@ class SE3Transformer(Backbone):
         self.basis_width = self.cutoff / (num_basis - 1)
         self.attention = nn.ModuleList(
             SE3Attention(irreps_embedding if layer == 0 else self.irreps_hidden,
-                         self.irreps_hidden, self.irreps_sh, num_heads, num_basis, radial_hidden)
+                         self.irreps_hidden, num_heads, num_basis, radial_hidden)
             for layer in range(num_layers)
         )
         self.feed_forward = nn.ModuleList(
@@ -252,21 +322,6 @@ class SE3Transformer(Backbone):
         )
         start, _, _, _ = irreps_layout(self.irreps_hidden)[1]
         self._vector_slice = slice(start, start + 3 * channels)
-        self._wigner_buffers = [
-            (module, name, tuple(int(part) for part in name.split("_")[-3:]))
-            for module in self.modules() for name in module._buffers if name.startswith("_w3j_")
-        ]
-
-    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True
-               ) -> SE3Transformer:
-        """Convert as ``nn.Module`` does, then recompute e3nn's Wigner 3j constants in the new
-        dtype: cast up from float32 they would break float64 equivariance at the 1e-9 level."""
-        super()._apply(fn, recurse)
-        for module, name, degrees in self._wigner_buffers:
-            current = module._buffers[name]
-            module._buffers[name] = o3.wigner_3j(*degrees, dtype=current.dtype,
-                                                 device=current.device)
-        return self
 
     def radial_basis(self, distance: torch.Tensor) -> torch.Tensor:
         """Gaussian basis ``[E, num_basis]`` on [0, cutoff] for distances ``[E]`` (Å)."""
@@ -279,13 +334,14 @@ class SE3Transformer(Backbone):
         source, target = radius_graph(pos, batch, self.cutoff)
         edge_vector = pos[source] - pos[target]
         distance = edge_vector.norm(dim=-1)
-        sh = self.spherical_harmonics(edge_vector)
+        sh_blocks = [block.squeeze(-2) for block in
+                     _blocks(self.spherical_harmonics(edge_vector), self.sh_layout)]
         basis = self.radial_basis(distance)
         envelope = cosine_envelope(distance, self.cutoff)
 
         x = self.embedding(z)
         for attention, feed_forward in zip(self.attention, self.feed_forward, strict=True):
-            x = attention(x, source, target, sh, basis, envelope)
+            x = attention(x, source, target, sh_blocks, basis, envelope)
             x = feed_forward(x)
         x = self.final_norm(x)
         scalar = self.scalar_linear(x) + self.scalar_products(x, x)
