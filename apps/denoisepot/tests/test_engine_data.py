@@ -81,3 +81,17 @@ def test_training_state_round_trips_rng_and_loads_weights_only(tmp_path: Path) -
     assert random.random() == expected[2]
     assert loaded["counters"]["global_step"] == 4
     assert not list(tmp_path.glob(".*tmp"))
+
+
+def test_worker_processes_serve_the_same_batches(two_stores: list[Path]) -> None:
+    from denoisepot.engine.data import epoch_batches, iterate
+
+    dataset = MixedConformations([(two_stores[0], np.arange(0, 10800, 50)),
+                                  (two_stores[1], np.arange(0, 1000, 10))])
+    batches = epoch_batches(len(dataset), 16, seed=0, epoch=0, rank=0, world_size=1)[:4]
+    in_process = list(iterate(dataset, batches, num_workers=0))
+    with_workers = list(iterate(dataset, batches, num_workers=2))
+    assert len(in_process) == len(with_workers) == 4
+    for a, b in zip(in_process, with_workers, strict=True):
+        assert torch.equal(a.noise_key, b.noise_key)
+        assert torch.equal(a.pos, b.pos) and torch.equal(a.z, b.z)
