@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -28,7 +29,7 @@ def _save(figure: Figure, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _parity_panel(axes: object, reference: np.ndarray, predicted: np.ndarray, label: str,
+def _parity_panel(axes: Axes, reference: np.ndarray, predicted: np.ndarray, label: str,
                   unit: str) -> None:
     low = float(min(reference.min(), predicted.min()))
     high = float(max(reference.max(), predicted.max()))
@@ -38,7 +39,7 @@ def _parity_panel(axes: object, reference: np.ndarray, predicted: np.ndarray, la
     rmse = float(np.sqrt(np.mean((predicted - reference) ** 2)))
     axes.set_xlabel(f"reference {label} ({unit})")
     axes.set_ylabel(f"predicted {label} ({unit})")
-    axes.set_title(f"{label}: MAE {mae:.3g}, RMSE {rmse:.3g} {unit}")
+    axes.set_title(f"MAE {mae:.3g}, RMSE {rmse:.3g} {unit}", fontsize="medium")
     axes.set_aspect("equal", adjustable="datalim")
 
 
@@ -90,11 +91,12 @@ def error_histogram(
     panels[0].hist(energy, bins=bins, color="tab:blue")
     panels[0].set_xlabel(f"energy error ({energy_unit})")
     panels[0].set_ylabel("conformations")
-    panels[0].set_title(f"energy: mean {energy.mean():.3g}, std {energy.std():.3g} {energy_unit}")
+    panels[0].set_title(f"mean {energy.mean():.3g}, std {energy.std():.3g} {energy_unit}",
+                        fontsize="medium")
     if force_errors is not None:
         forces = np.asarray(force_errors).ravel() * energy_factor
         panels[1].hist(forces, bins=bins, color="tab:orange")
         panels[1].set_xlabel(f"force component error ({energy_unit}/Å)")
         panels[1].set_ylabel("components")
-        panels[1].set_title(f"forces: std {forces.std():.3g} {energy_unit}/Å")
+        panels[1].set_title(f"std {forces.std():.3g} {energy_unit}/Å", fontsize="medium")
     return _save(figure, path)
