@@ -41,7 +41,7 @@ def _config(store: Path, out: Path, **changes) -> CompareConfig:
     config = CompareConfig(
         out=out,
         pretrain_data=[store],
-        finetune_data=store,
+        finetune_data=[store],
         train_sizes=[10, 30],
         seeds=[0],
         sigmas=[0.2],
@@ -88,7 +88,7 @@ def test_compare_writes_report_results_and_plots_with_both_rows(finished) -> Non
         "never sees",
     ):
         assert text in report
-    assert [p.name for p in result.plots] == ["data_efficiency_schnet.png"]
+    assert [p.name for p in result.plots] == ["data_efficiency_tiny_schnet.png"]
     assert result.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -109,7 +109,7 @@ def test_resume_skips_finished_runs_and_redoes_only_the_missing(finished, monkey
     # an interrupted comparison: one fine-tuning never reached the manifest
     manifest_path = config.out / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
-    lost = next(name for name in manifest["runs"] if "scratch-n30" in name)
+    lost = next(name for name in manifest["runs"] if "schnet-scratch-n30" in name)
     del manifest["runs"][lost]
     manifest_path.write_text(json.dumps(manifest))
     resumed = run_compare(config)
@@ -149,7 +149,7 @@ def test_shared_store_is_partitioned_so_pretraining_never_sees_finetuning(
     data = prepare_data(_config(tiny_store, tmp_path / "part"))
     with (
         Store(data.pretrain_stores[0]) as pre,
-        Store(data.finetune_store) as fine,
+        Store(data.finetune[0].store) as fine,
         Store(tiny_store) as full,
     ):
         assert pre.n_conformations + fine.n_conformations == full.n_conformations
@@ -178,6 +178,7 @@ def _record(row: str, sigma: float | None, size: int, seed: int, mae_ev: float) 
         "force_rmse": 3 * mae_ev,
     }
     return {
+        "dataset": "toy",
         "backbone": "schnet",
         "row": row,
         "sigma": sigma,
@@ -206,4 +207,7 @@ def test_summary_ratios_and_sigma_sweep_plot(tmp_path) -> None:
         np.testing.assert_allclose(pair.ratios(), [expected, expected])
         assert pair.change("energy_mae") == pytest.approx(expected - 1.0)
     plots = write_plots(tmp_path, summarise(records))
-    assert sorted(p.name for p in plots) == ["data_efficiency_schnet.png", "sigma_sweep_schnet.png"]
+    assert sorted(p.name for p in plots) == [
+        "data_efficiency_toy_schnet.png",
+        "sigma_sweep_toy_schnet.png",
+    ]

@@ -54,8 +54,11 @@ def compare(
         ),
     ] = None,
     finetune_data: Annotated[
-        Path | None,
-        typer.Option("--finetune-data", help="Fine-tuning data (default: the built-in set)."),
+        list[Path] | None,
+        typer.Option(
+            "--finetune-data",
+            help="Fine-tuning data; repeat for several (default: the built-in set).",
+        ),
     ] = None,
     train_sizes: Annotated[
         str, typer.Option("--train-sizes", help="Training-set sizes, comma-separated.")
@@ -74,7 +77,12 @@ def compare(
     ] = _D.scale,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = _D.out,
     split: Annotated[
-        str, typer.Option("--split", help="Fine-tuning split: conformation, molecule or official.")
+        str,
+        typer.Option(
+            "--split",
+            help="Fine-tuning split: auto (official where the data have one), conformation, "
+            "molecule or official.",
+        ),
     ] = _D.finetune_split,
     pretrain_epochs: Annotated[int, typer.Option("--pretrain-epochs")] = _D.pretrain_epochs,
     pretrain_batch_size: Annotated[
@@ -126,7 +134,7 @@ def compare(
         out=out,
         backbones=list(backbone) if backbone else list(_D.backbones),
         pretrain_data=list(pretrain_data or []),
-        finetune_data=finetune_data,
+        finetune_data=list(finetune_data or []),
         train_sizes=_numbers("--train-sizes", train_sizes, int, "50,200,1000"),
         seeds=_numbers("--seeds", seeds, int, "0,1,2"),
         sigmas=_numbers("--sigmas", sigmas, float, "0.1,0.2,0.5"),

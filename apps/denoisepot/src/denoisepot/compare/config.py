@@ -14,6 +14,7 @@ from ..errors import DenoisepotError
 PROTOCOLS = ("converged", "paper")
 SCALES = ("small", "paper")
 ROWS = ("scratch", "pretrained")
+SPLITS = ("auto", "conformation", "molecule", "official")
 
 #: reduced hyperparameters for CPU runs ("small" scale); "paper" uses the registry defaults
 SMALL_HPARAMS: dict[str, dict[str, Any]] = {
@@ -43,14 +44,16 @@ SMALL_HPARAMS: dict[str, dict[str, Any]] = {
 class CompareConfig:
     """A comparison: for every backbone and σ (Å) one pretraining, then for every training-set
     size and seed one fine-tuning from the pretrained backbone and one from scratch, with the
-    same recipe. Empty ``pretrain_data`` / ``None`` ``finetune_data`` mean the built-in set.
+    same recipe, on every fine-tuning dataset. Empty ``pretrain_data`` / ``finetune_data``
+    mean the built-in set. ``finetune_split`` "auto" is the release's official split where the
+    store has one (rMD17 train/test files, ISO17), else 80/10/10 within each molecule.
     A store used for both is partitioned within each molecule: ``pretrain_fraction`` of every
     molecule's conformations for pretraining, the rest for fine-tuning (never seen before)."""
 
     out: Path
     backbones: list[str] = field(default_factory=lambda: ["schnet"])
     pretrain_data: list[Path] = field(default_factory=list)
-    finetune_data: Path | None = None
+    finetune_data: list[Path] = field(default_factory=list)
     train_sizes: list[int] = field(default_factory=lambda: [100, 1000])
     seeds: list[int] = field(default_factory=lambda: [0, 1])
     sigmas: list[float] = field(default_factory=lambda: [0.2])
@@ -61,7 +64,7 @@ class CompareConfig:
     pretrain_epochs: int = 20
     pretrain_batch_size: int = 64
     pretrain_lr: float = 5e-4
-    finetune_split: str = "conformation"
+    finetune_split: str = "auto"
     finetune_epochs: int | None = None
     finetune_max_steps: int = 2000
     patience: int = 25
@@ -103,6 +106,8 @@ class CompareConfig:
             raise DenoisepotError("--backbone: give at least one backbone")
         if self.protocol not in PROTOCOLS:
             raise DenoisepotError(f"--protocol {self.protocol!r}: use one of {PROTOCOLS}")
+        if self.finetune_split not in SPLITS:
+            raise DenoisepotError(f"--split {self.finetune_split!r}: use one of {SPLITS}")
         if self.scale not in SCALES:
             raise DenoisepotError(f"--scale {self.scale!r}: use one of {SCALES}")
         if not self.train_sizes or min(self.train_sizes) < 1:

@@ -18,11 +18,22 @@ PARTITION_SEED = 12345
 
 
 @dataclass
+class FinetuneSet:
+    """One fine-tuning dataset: a short name, its store, the split used and how many
+    training conformations that split offers."""
+
+    name: str
+    store: Path
+    split: str
+    available_train: int = 0
+
+
+@dataclass
 class ComparisonData:
     """Stores for pretraining and for fine-tuning, and what was done to get them."""
 
     pretrain_stores: list[Path]
-    finetune_store: Path
+    finetune: list[FinetuneSet]
     notes: list[str]
     generation_seconds: float
 
@@ -103,6 +114,17 @@ def _partition(source: Path, fraction: float, folder: Path) -> tuple[Path, Path]
     return pretrain, finetune
 
 
+def _split_for(store: Path, requested: str) -> str:
+    """The split to fine-tune with: ``requested``, or for "auto" the official one where the
+    store carries official tags, else within molecules."""
+    from molgraph_data import Store
+
+    if requested != "auto":
+        return requested
+    with Store(store) as opened:
+        return "official" if np.any(opened.split_codes != 0) else "conformation"
+
+
 def prepare_data(config: CompareConfig) -> ComparisonData:
     """Resolve (generate, convert, partition) the comparison's stores under ``config.out``."""
     import time
@@ -114,7 +136,7 @@ def prepare_data(config: CompareConfig) -> ComparisonData:
     started = time.perf_counter()
     generation_seconds = 0.0
     builtin: Path | None = None
-    if not config.pretrain_data or config.finetune_data is None:
+    if not config.pretrain_data or not config.finetune_data:
         builtin = ensure_builtin_store(cache_dir=config.cache_dir, progress=config.progress)
         generation_seconds = time.perf_counter() - started
     workdir = config.out / "data"
@@ -124,20 +146,28 @@ def prepare_data(config: CompareConfig) -> ComparisonData:
         if config.pretrain_data
         else [builtin]
     )
-    finetune = (
-        ensure_store(config.finetune_data, workdir) if config.finetune_data is not None else builtin
-    )
+    sources = list(config.finetune_data) or [builtin]
+    finetune = [ensure_store(p, workdir) for p in config.finetune_data] or [builtin]
     notes = []
-    resolved = [p.resolve() for p in pretrain]
-    if finetune.resolve() in resolved:
-        shared = pretrain[resolved.index(finetune.resolve())]
+    for number, store in enumerate(finetune):
+        resolved = [p.resolve() for p in pretrain]
+        if store.resolve() not in resolved:
+            continue
+        shared = pretrain[resolved.index(store.resolve())]
         pre_part, fine_part = _partition(shared, config.pretrain_fraction, workdir / "partition")
-        pretrain = [pre_part if p.resolve() == finetune.resolve() else p for p in pretrain]
-        finetune = fine_part
+        pretrain = [pre_part if p.resolve() == store.resolve() else p for p in pretrain]
+        finetune[number] = fine_part
         notes.append(
-            f"{shared} is used for both pretraining and fine-tuning: within every molecule "
+            f"{sources[number]} serves both pretraining and fine-tuning: within every molecule "
             f"{config.pretrain_fraction:.0%} of its conformations go to pretraining and the "
-            "rest to fine-tuning (train, validation and test), so pretraining never sees a "
-            "fine-tuning conformation"
+            "rest to fine-tuning (train, validation and test)"
         )
-    return ComparisonData(pretrain, finetune, notes, generation_seconds)
+    names: list[str] = []
+    for source in sources:
+        stem = Path(source).stem
+        names.append(stem if stem not in names else f"{stem}-{len(names)}")
+    sets = [
+        FinetuneSet(name, store, _split_for(store, config.finetune_split))
+        for name, store in zip(names, finetune, strict=True)
+    ]
+    return ComparisonData(pretrain, sets, notes, generation_seconds)

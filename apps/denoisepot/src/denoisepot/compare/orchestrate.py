@@ -20,7 +20,7 @@ from typing import Any
 
 from ..errors import DenoisepotError
 from .config import CompareConfig, identity_hash
-from .data import ComparisonData, prepare_data
+from .data import ComparisonData, FinetuneSet, prepare_data
 from .manifest import Manifest
 
 RUNS_DIR = "runs"
@@ -62,10 +62,70 @@ def _settings(run_config: Any, **replace: Any) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
 
-def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> list[Job]:
-    """Every run of the comparison: per backbone the pretraining per σ, then per seed and
-    training size one from-scratch and one pretrained fine-tuning per σ."""
+def _finetune_job(
+    config: CompareConfig,
+    runs: Path,
+    backbone: str,
+    hparams: dict[str, Any],
+    dataset: FinetuneSet,
+    size: int,
+    seed: int,
+    row: str,
+    parent: Job | None,
+    progress: bool,
+) -> Job:
+    """The fine-tuning of ``row`` ("scratch", or "pretrained" from ``parent``'s checkpoint)."""
     from ..engine.finetune import FinetuneConfig
+
+    checkpoint = None if parent is None else parent.config.out / "best.pt"
+    finetune = FinetuneConfig(
+        out_dir=Path("."),
+        data=dataset.store,
+        init_checkpoint=checkpoint,
+        backbone=None if parent is not None else backbone,
+        backbone_hparams={} if parent is not None else hparams,
+        protocol=config.protocol,
+        epochs=config.epoch_cap(size),
+        patience=config.patience,
+        forces=config.forces,
+        force_weight=config.force_weight,
+        split=dataset.split,
+        train_size=size,
+        batch_size=config.finetune_batch_size,
+        lr=config.finetune_lr,
+        seed=seed,
+        progress_bar=progress,
+        overwrite=True,
+    )
+    parent_name = None if parent is None else parent.name
+    settings = _settings(
+        finetune, init_checkpoint=parent_name, backbone=backbone, backbone_hparams=hparams
+    )
+    sigma = None if parent is None else parent.meta["sigma"]
+    label = row if sigma is None else f"{row}-sigma{sigma:g}"
+    name = (
+        f"finetune-{dataset.name}-{backbone}-{label}-n{size}-seed{seed}-{identity_hash(settings)}"
+    )
+    return Job(
+        name,
+        "finetune",
+        dataclasses.replace(finetune, out_dir=runs / name),
+        {
+            "dataset": dataset.name,
+            "backbone": backbone,
+            "row": row,
+            "sigma": sigma,
+            "train_size": size,
+            "seed": seed,
+            "pretrain_run": parent_name,
+        },
+        after=parent_name,
+    )
+
+
+def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> list[Job]:
+    """Every run of the comparison: per backbone the pretraining per σ, then per fine-tuning
+    dataset, seed and training size one from-scratch and one pretrained fine-tuning per σ."""
     from ..engine.pretrain import PretrainConfig
 
     runs = config.out / RUNS_DIR
@@ -96,59 +156,26 @@ def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> li
             )
             pretrain_jobs[sigma] = job
             jobs.append(job)
-        for seed in config.seeds:
-            for size in config.train_sizes:
-                rows: list[tuple[str, Job | None]] = [("scratch", None)]
-                rows += [("pretrained", pretrain_jobs[sigma]) for sigma in config.sigmas]
-                for row, parent in rows:
-                    checkpoint = None if parent is None else parent.config.out / "best.pt"
-                    finetune = FinetuneConfig(
-                        out_dir=Path("."),
-                        data=data.finetune_store,
-                        init_checkpoint=checkpoint,
-                        backbone=None if parent is not None else backbone,
-                        backbone_hparams={} if parent is not None else hparams,
-                        protocol=config.protocol,
-                        epochs=config.epoch_cap(size),
-                        patience=config.patience,
-                        forces=config.forces,
-                        force_weight=config.force_weight,
-                        split=config.finetune_split,
-                        train_size=size,
-                        batch_size=config.finetune_batch_size,
-                        lr=config.finetune_lr,
-                        seed=seed,
-                        progress_bar=progress,
-                        overwrite=True,
-                    )
-                    parent_name = None if parent is None else parent.name
-                    settings = _settings(
-                        finetune,
-                        init_checkpoint=parent_name,
-                        backbone=backbone,
-                        backbone_hparams=hparams,
-                    )
-                    sigma = None if parent is None else parent.meta["sigma"]
-                    label = row if sigma is None else f"{row}-sigma{sigma:g}"
-                    name = (
-                        f"finetune-{backbone}-{label}-n{size}-seed{seed}-{identity_hash(settings)}"
-                    )
-                    jobs.append(
-                        Job(
-                            name,
-                            "finetune",
-                            dataclasses.replace(finetune, out_dir=runs / name),
-                            {
-                                "backbone": backbone,
-                                "row": row,
-                                "sigma": sigma,
-                                "train_size": size,
-                                "seed": seed,
-                                "pretrain_run": parent_name,
-                            },
-                            after=parent_name,
+        for dataset in data.finetune:
+            for seed in config.seeds:
+                for size in config.train_sizes:
+                    rows: list[tuple[str, Job | None]] = [("scratch", None)]
+                    rows += [("pretrained", pretrain_jobs[sigma]) for sigma in config.sigmas]
+                    for row, parent in rows:
+                        jobs.append(
+                            _finetune_job(
+                                config,
+                                runs,
+                                backbone,
+                                hparams,
+                                dataset,
+                                size,
+                                seed,
+                                row,
+                                parent,
+                                progress,
+                            )
                         )
-                    )
     return jobs
 
 
@@ -198,18 +225,18 @@ def _worker_init() -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def _check_train_sizes(config: CompareConfig, store: Path) -> int:
+def _check_train_sizes(config: CompareConfig, dataset: FinetuneSet) -> None:
+    """Record how many training conformations the dataset's split offers; refuse sizes above."""
     from ..engine.finetune import make_split
 
-    split = make_split(store, config.finetune_split, seed=config.seeds[0])
-    available = int(split["train"].size)
-    if max(config.train_sizes) > available:
+    split = make_split(dataset.store, dataset.split, seed=config.seeds[0])
+    dataset.available_train = int(split["train"].size)
+    if max(config.train_sizes) > dataset.available_train:
         raise DenoisepotError(
-            f"{store}: --train-sizes {max(config.train_sizes)} is more than the "
-            f"{available} training conformations of the fine-tuning split; use smaller sizes "
-            "or more data"
+            f"{dataset.store}: --train-sizes {max(config.train_sizes)} is more than the "
+            f"{dataset.available_train} training conformations of its {dataset.split} split; "
+            "use smaller sizes or more data"
         )
-    return available
 
 
 def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None]) -> None:
@@ -262,7 +289,8 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
     console = Console(stderr=True, quiet=not config.progress)
     config.out.mkdir(parents=True, exist_ok=True)
     data = prepare_data(config)
-    available = _check_train_sizes(config, data.finetune_store)
+    for dataset in data.finetune:
+        _check_train_sizes(config, dataset)
     manifest = Manifest(config.out)
     workers = config.workers or default_workers()
     jobs = plan_jobs(config, data, progress=config.progress and workers == 1)
@@ -308,7 +336,6 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
         data,
         pretrain_records,
         finetune_records,
-        available_train=available,
         command=command,
     )
     return CompareResult(

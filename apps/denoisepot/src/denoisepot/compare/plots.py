@@ -25,7 +25,7 @@ def _sigma_for_curves(cells: Sequence[Cell]) -> float | None:
     return 0.2 if 0.2 in sigmas else sigmas[len(sigmas) // 2]
 
 
-def data_efficiency_plot(out: Path, backbone: str, cells: Sequence[Cell]) -> Path:
+def data_efficiency_plot(out: Path, dataset: str, backbone: str, cells: Sequence[Cell]) -> Path:
     """Test energy (and force) MAE against training-set size, both rows, mean and spread
     (standard deviation) over seeds, log-log."""
     import matplotlib
@@ -60,13 +60,13 @@ def data_efficiency_plot(out: Path, backbone: str, cells: Sequence[Cell]) -> Pat
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
-    figure.suptitle(f"{backbone}: data efficiency (mean ± std over seeds)")
-    path = _save(figure, out / f"data_efficiency_{backbone}.png")
+    figure.suptitle(f"{dataset}, {backbone}: data efficiency (mean ± std over seeds)")
+    path = _save(figure, out / f"data_efficiency_{dataset}_{backbone}.png")
     plt.close(figure)
     return path
 
 
-def sigma_sweep_plot(out: Path, backbone: str, cells: Sequence[Cell]) -> Path:
+def sigma_sweep_plot(out: Path, dataset: str, backbone: str, cells: Sequence[Cell]) -> Path:
     """Test energy MAE of the pretrained row against σ, one line per training size, with the
     from-scratch MAE as a dashed line of the same colour."""
     import matplotlib
@@ -74,6 +74,7 @@ def sigma_sweep_plot(out: Path, backbone: str, cells: Sequence[Cell]) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    cells = [c for c in cells if c.dataset == dataset]
     figure, axis = plt.subplots(figsize=(5.5, 4.0))
     sizes = sorted({c.train_size for c in cells if c.backbone == backbone})
     colours = plt.cm.viridis(np.linspace(0.0, 0.85, len(sizes)))
@@ -110,17 +111,23 @@ def sigma_sweep_plot(out: Path, backbone: str, cells: Sequence[Cell]) -> Path:
     axis.set_ylabel("test energy MAE (kcal/mol)")
     axis.grid(True, which="both", alpha=0.3)
     axis.legend(fontsize=8)
-    axis.set_title(f"{backbone}: σ sweep")
-    path = _save(figure, out / f"sigma_sweep_{backbone}.png")
+    axis.set_title(f"{dataset}, {backbone}: σ sweep")
+    path = _save(figure, out / f"sigma_sweep_{dataset}_{backbone}.png")
     plt.close(figure)
     return path
 
 
 def write_plots(out: Path, cells: Sequence[Cell]) -> list[Path]:
-    """Every plot of the comparison; the σ sweep only where several σ were run."""
+    """Every plot of the comparison, per dataset and backbone; the σ sweep only where
+    several σ were run."""
     paths = []
-    for backbone in sorted({c.backbone for c in cells}):
-        paths.append(data_efficiency_plot(out, backbone, cells))
-        if len({c.sigma for c in cells if c.backbone == backbone and c.sigma is not None}) > 1:
-            paths.append(sigma_sweep_plot(out, backbone, cells))
+    for dataset, backbone in sorted({(c.dataset, c.backbone) for c in cells}):
+        paths.append(data_efficiency_plot(out, dataset, backbone, cells))
+        sigmas = {
+            c.sigma
+            for c in cells
+            if c.dataset == dataset and c.backbone == backbone and c.sigma is not None
+        }
+        if len(sigmas) > 1:
+            paths.append(sigma_sweep_plot(out, dataset, backbone, cells))
     return paths

@@ -28,6 +28,7 @@ class Cell:
     """One row of the table: a metric's mean and standard deviation over seeds (kcal/mol or
     kcal/mol/Å), the seeds' values and the epochs each seed used."""
 
+    dataset: str
     backbone: str
     sigma: float | None
     train_size: int
@@ -43,16 +44,23 @@ def _kcal(record: dict[str, Any], metric: str) -> float:
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> list[Cell]:
-    """Group fine-tuning records by (backbone, σ, size, row) and average over seeds."""
+    """Group fine-tuning records by (dataset, backbone, σ, size, row); average over seeds."""
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for record in records:
-        key = (record["backbone"], record["sigma"], record["train_size"], record["row"])
+        key = (
+            record["dataset"],
+            record["backbone"],
+            record["sigma"],
+            record["train_size"],
+            record["row"],
+        )
         groups.setdefault(key, []).append(record)
     cells = []
-    for (backbone, sigma, size, row), members in groups.items():
+    for (dataset, backbone, sigma, size, row), members in groups.items():
         values = {m: np.array([_kcal(r, m) for r in members]) for m in METRICS}
         cells.append(
             Cell(
+                dataset=dataset,
                 backbone=backbone,
                 sigma=sigma,
                 train_size=size,
@@ -87,14 +95,20 @@ class Comparison:
 
 def pair_cells(cells: Sequence[Cell]) -> list[Comparison]:
     """Every pretrained cell with its from-scratch partner, ordered by backbone, σ, size."""
-    scratch = {(c.backbone, c.train_size): c for c in cells if c.row == "scratch"}
+    scratch = {(c.dataset, c.backbone, c.train_size): c for c in cells if c.row == "scratch"}
     pairs = [
-        Comparison(c, scratch[(c.backbone, c.train_size)])
+        Comparison(c, scratch[(c.dataset, c.backbone, c.train_size)])
         for c in cells
-        if c.row == "pretrained" and (c.backbone, c.train_size) in scratch
+        if c.row == "pretrained" and (c.dataset, c.backbone, c.train_size) in scratch
     ]
     return sorted(
-        pairs, key=lambda p: (p.pretrained.backbone, p.pretrained.sigma, p.pretrained.train_size)
+        pairs,
+        key=lambda p: (
+            p.pretrained.dataset,
+            p.pretrained.backbone,
+            p.pretrained.sigma,
+            p.pretrained.train_size,
+        ),
     )
 
 
@@ -161,6 +175,7 @@ def table_header(with_forces: bool) -> list[str]:
 def write_results_csv(path: Path, records: Sequence[dict[str, Any]]) -> Path:
     """One row per fine-tuning run (test errors in kcal/mol and kcal/mol/Å), atomically."""
     columns = [
+        "dataset",
         "backbone",
         "row",
         "sigma_angstrom",
@@ -172,6 +187,7 @@ def write_results_csv(path: Path, records: Sequence[dict[str, Any]]) -> Path:
         "force_mae_kcal_mol_a",
         "baseline_energy_mae_kcal_mol",
         "epochs_run",
+        "epoch_cap",
         "best_epoch",
         "seconds",
         "n_train",
@@ -180,16 +196,25 @@ def write_results_csv(path: Path, records: Sequence[dict[str, Any]]) -> Path:
         "used_forces",
         "run",
     ]
+    order = sorted(
+        records,
+        key=lambda r: (
+            r["dataset"],
+            r["backbone"],
+            r["train_size"],
+            r["seed"],
+            r["row"],
+            r["sigma"] or 0.0,
+        ),
+    )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
-        for r in sorted(
-            records,
-            key=lambda r: (r["backbone"], r["train_size"], r["seed"], r["row"], r["sigma"] or 0.0),
-        ):
+        for r in order:
             writer.writerow(
                 [
+                    r["dataset"],
                     r["backbone"],
                     r["row"],
                     "" if r["sigma"] is None else r["sigma"],
@@ -198,6 +223,7 @@ def write_results_csv(path: Path, records: Sequence[dict[str, Any]]) -> Path:
                     *[f"{_kcal(r, m):.6g}" for m in METRICS],
                     f"{float(r['baseline']['energy_mae']) * EV_IN_KCAL_PER_MOL:.6g}",
                     r["epochs_run"],
+                    r.get("epoch_cap") or "",
                     int(r["best_epoch"]) + 1,
                     f"{r['seconds']:.1f}",
                     r["n_train"],
@@ -226,6 +252,23 @@ def _hparams_text(config: CompareConfig) -> str:
     return "; ".join(parts)
 
 
+def _protocol_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> str:
+    caps = sorted({(r["train_size"], r.get("epoch_cap")) for r in records})
+    cap_text = ", ".join(f"{cap} at {size}" for size, cap in caps if cap is not None)
+    if config.protocol == "converged":
+        return (
+            "**converged**: every fine-tuning run (both rows) trains until its validation loss "
+            f"has not improved for {config.patience} epochs, with an epoch cap of "
+            f"{cap_text or 'the engine default'} training conformations (about "
+            f"{config.finetune_max_steps} optimizer steps, so small training sets are not "
+            "stopped for lack of steps), and is tested with its best-validation checkpoint"
+        )
+    return (
+        f"**paper**: a fixed number of epochs ({cap_text or 'the paper default'}), tested "
+        "with the best-validation checkpoint"
+    )
+
+
 def write_report(
     path: Path,
     config: CompareConfig,
@@ -234,35 +277,34 @@ def write_report(
     finetune_records: Sequence[dict[str, Any]],
     plots: Sequence[Path],
     *,
-    available_train: int,
     command: str | None,
 ) -> Path:
-    """Write report.md: settings, the table, the pretraining cost, fairness and the plots."""
+    """Write report.md: a table per fine-tuning dataset, the pretraining cost, how the
+    comparison is fair, the settings and the plots."""
     with_forces = any(r["used_forces"] for r in finetune_records)
     pairs = pair_cells(summarise(finetune_records))
-    caps = sorted({(r["train_size"], r.get("epoch_cap")) for r in finetune_records})
-    cap_text = ", ".join(f"{cap} at {size}" for size, cap in caps if cap is not None)
-    protocol = (
-        f"**converged**: every fine-tuning run (both rows) trains until its validation loss has "
-        f"not improved for {config.patience} epochs, with an epoch cap of "
-        f"{cap_text or 'the engine default'} training conformations (about "
-        f"{config.finetune_max_steps} optimizer steps, so small training sets are not stopped "
-        "for lack of steps), and is tested with its best-validation checkpoint"
-        if config.protocol == "converged"
-        else f"**paper**: a fixed number of epochs ({cap_text or 'the paper default'}), "
-        "tested with the best-validation checkpoint"
-    )
     lines = [
         "# Pretrained vs from scratch",
         "",
-        f"Test errors of the fine-tuned potentials, mean ± standard deviation over seeds "
+        "Test errors of the fine-tuned potentials, mean ± standard deviation over seeds "
         f"{', '.join(map(str, config.seeds))}; energies in kcal/mol"
         + (", forces in kcal/mol/Å" if with_forces else "")
-        + ". The relative change is pretrained / from scratch − 1 of the seed means (negative:"
-        " pretraining helps); the MAE ratio is pretrained / from scratch test energy MAE seed by"
-        " seed, mean ± spread. Epochs: best-validation epoch / epochs run, per seed.",
-        "",
-        _markdown_table(table_header(with_forces), table_rows(pairs, with_forces)),
+        + ". The relative change is pretrained / from scratch − 1 of the seed means (negative: "
+        "pretraining helps); the MAE ratio is pretrained / from scratch test energy MAE seed by "
+        "seed, mean ± standard deviation. Epochs: best-validation epoch / epochs run, per seed.",
+    ]
+    for dataset in data.finetune:
+        mine = [p for p in pairs if p.pretrained.dataset == dataset.name]
+        lines += [
+            "",
+            f"## Fine-tuning on {dataset.name}",
+            "",
+            f"{dataset.store} ({dataset.split} split, {dataset.available_train} training "
+            "conformations available).",
+            "",
+            _markdown_table(table_header(with_forces), table_rows(mine, with_forces)),
+        ]
+    lines += [
         "",
         "## Pretraining cost (paid once per backbone and σ, reused by every fine-tuning)",
         "",
@@ -304,13 +346,13 @@ def write_report(
         "head, optimiser, learning-rate schedule, batch size, loss, data split, training subset, "
         "data order and head initialisation (all fixed by the seed); the only difference is the "
         "backbone's starting weights (pretrained checkpoint or random).",
-        f"- Protocol: {protocol}. Neither row wins by being undertrained: the epochs each used "
-        "are in the table.",
-        "- Pretraining never sees a fine-tuning test (or validation) conformation."
+        f"- Protocol: {_protocol_text(config, finetune_records)}. Neither row wins by being "
+        "undertrained: the epochs each used are in the table.",
+        "- Pretraining never sees a fine-tuning conformation (train, validation or test): "
         + (
-            " " + " ".join(data.notes) + "."
+            "; ".join(data.notes) + "."
             if data.notes
-            else " The pretraining data are separate files from the fine-tuning data."
+            else "its data are other files than the fine-tuning data."
         ),
         "- Pretraining uses geometries only (no labels); its cost is reported separately "
         "because one pretrained backbone serves every fine-tuning.",
@@ -322,19 +364,18 @@ def write_report(
         f"σ = {', '.join(f'{s:g}' for s in config.sigmas)} Å; {config.pretrain_epochs} epochs, "
         f"batch {config.pretrain_batch_size}, AdamW lr {config.pretrain_lr:g}, warmup 0.7 "
         "epoch, plateau 0.3, cosine; best-validation checkpoint.",
-        f"- Fine-tuning data: {data.finetune_store} ({config.finetune_split} split 80/10/10, "
-        f"{available_train} training conformations available); training sizes "
-        f"{', '.join(map(str, config.train_sizes))}; "
+        f"- Fine-tuning: training sizes {', '.join(map(str, config.train_sizes))}; "
         + ("energies and forces" if with_forces else "energies only")
-        + f" (force weight {config.force_weight:g}); batch {config.finetune_batch_size}, AdamW lr"
-        f" {config.finetune_lr:g}, warmup 0.3 epoch, plateau 0.7, cosine over the epoch cap.",
+        + f" (force weight {config.force_weight:g}); batch {config.finetune_batch_size}, AdamW "
+        f"lr {config.finetune_lr:g}, warmup 0.3 epoch, plateau 0.7, cosine over the epoch cap.",
         f"- Seeds: {', '.join(map(str, config.seeds))} (each fixes the split, the training "
         "subset, the data order and the initialisation, identically for both rows).",
     ]
     if config.scale == "small":
         lines.append(
             "- These are reduced, CPU-sized settings (smaller networks, sizes and seeds "
-            "than the paper's); `--scale paper` and the other options select the paper's."
+            "than the paper's); `--scale paper` and the other options select the "
+            "paper's."
         )
     if command:
         lines += ["", "Command:", "", f"    {command}"]
@@ -346,26 +387,29 @@ def write_report(
     return path
 
 
-def print_table(finetune_records: Sequence[dict[str, Any]]) -> None:
-    """Print the comparison table to the terminal (rich), with short column names."""
+def print_table(data: ComparisonData, finetune_records: Sequence[dict[str, Any]]) -> None:
+    """Print one table per fine-tuning dataset to the terminal (rich), short column names."""
     from rich.console import Console
     from rich.table import Table
 
     with_forces = any(r["used_forces"] for r in finetune_records)
+    pairs = pair_cells(summarise(finetune_records))
     short = ["backbone", "σ Å", "train", "row", "E RMSE", "E MAE"]
     short += ["F RMSE", "F MAE"] if with_forces else []
-    table = Table(
-        title="pretrained vs from scratch: test errors (E kcal/mol"
-        + (", F kcal/mol/Å" if with_forces else "")
-        + "), mean ± std over seeds"
-    )
-    for column in [*short, "epochs best/run"]:
-        table.add_column(column)
-    for row in table_rows(pair_cells(summarise(finetune_records)), with_forces):
-        change = row[3] == "relative change"
-        row[3] = {"from scratch": "scratch", "relative change": "change"}.get(row[3], row[3])
-        table.add_row(*row, style="bold" if change else None)
-    Console().print(table)
+    for dataset in data.finetune:
+        table = Table(
+            title=f"{dataset.name}: pretrained vs from scratch, test errors "
+            f"(E kcal/mol{', F kcal/mol/Å' if with_forces else ''}), mean ± std over "
+            "seeds"
+        )
+        for column in [*short, "epochs best/run"]:
+            table.add_column(column)
+        mine = [p for p in pairs if p.pretrained.dataset == dataset.name]
+        for row in table_rows(mine, with_forces):
+            change = row[3] == "relative change"
+            row[3] = {"from scratch": "scratch", "relative change": "change"}.get(row[3], row[3])
+            table.add_row(*row, style="bold" if change else None)
+        Console().print(table)
 
 
 def write_outputs(
@@ -374,10 +418,9 @@ def write_outputs(
     pretrain_records: Sequence[dict[str, Any]],
     finetune_records: Sequence[dict[str, Any]],
     *,
-    available_train: int,
     command: str | None,
 ) -> tuple[Path, Path, list[Path]]:
-    """Write results.csv, the plots and report.md into ``config.out``; print the table."""
+    """Write results.csv, the plots and report.md into ``config.out``; print the tables."""
     from .plots import write_plots
 
     results = write_results_csv(config.out / RESULTS_FILE, finetune_records)
@@ -389,8 +432,7 @@ def write_outputs(
         pretrain_records,
         finetune_records,
         plots,
-        available_train=available_train,
         command=command,
     )
-    print_table(finetune_records)
+    print_table(data, finetune_records)
     return report, results, plots
