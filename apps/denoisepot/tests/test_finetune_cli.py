@@ -175,3 +175,18 @@ def test_bad_inputs_are_one_line_and_exit_status_one(
     line = _user_error(monkeypatch, capsys, *base, "--backbone", "nonesuch", "--out",
                        tmp_path / "e")
     assert "nonesuch" in line
+
+
+def test_converged_protocol_stops_after_patience_and_keeps_the_best_epoch(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    result = run_finetuning(FinetuneConfig(
+        out_dir=tmp_path / "run", data=stores["forces"], backbone="schnet",
+        backbone_hparams=TINY_HPARAMS, protocol="converged", epochs=6, patience=1, lr=0.5,
+        batch_size=8, progress_bar=False, accelerator="cpu"))
+    # lr 0.5 overshoots, so validation stops improving: stop `patience` epochs after the best
+    assert result.epochs_run < 6
+    assert result.epochs_run - 1 - result.best_epoch == 1
+    payload = torch.load(result.best_checkpoint, weights_only=True)
+    assert payload["epoch"] == result.best_epoch
+    assert payload["recipe"]["protocol"] == "converged"
