@@ -14,40 +14,30 @@ if TYPE_CHECKING:
 
 
 def metrics_table(rows: list[tuple[str, ErrorMetrics]], title: str) -> Table:
-    """A rich table of energy MAE/RMSE (kcal/mol and meV, per molecule; meV per atom) and
-    force MAE/RMSE (kcal/mol/Å and meV/Å) for each labelled set of metrics (eV inside)."""
+    """A rich table, one column per labelled set of metrics (eV inside): energy MAE/RMSE per
+    molecule in kcal/mol and meV, per atom in meV, force MAE/RMSE per component in kcal/mol/Å
+    and meV/Å."""
     from molgraph_data.units import EV_IN_KCAL_PER_MOL, EV_IN_MEV
     from rich.table import Table
 
     table = Table(title=title)
-    table.add_column("")
-    for name in (
-        "E MAE\nkcal/mol",
-        "E RMSE\nkcal/mol",
-        "E MAE\nmeV",
-        "E RMSE\nmeV",
-        "E MAE/atom\nmeV",
-        "F MAE\nkcal/mol/Å",
-        "F RMSE\nkcal/mol/Å",
-        "F MAE\nmeV/Å",
-        "F RMSE\nmeV/Å",
-    ):
-        table.add_column(name, justify="right")
-    for label, metrics in rows:
-        kcal = metrics.scaled(EV_IN_KCAL_PER_MOL)
-        mev = metrics.scaled(EV_IN_MEV)
-        values = [
-            kcal["energy_mae"],
-            kcal["energy_rmse"],
-            mev["energy_mae"],
-            mev["energy_rmse"],
-            mev["energy_per_atom_mae"],
-            kcal["force_mae"],
-            kcal["force_rmse"],
-            mev["force_mae"],
-            mev["force_rmse"],
-        ]
-        table.add_row(label, *("—" if v != v else f"{v:.3f}" for v in values))
+    table.add_column("error")
+    for label, _ in rows:
+        table.add_column(label, justify="right")
+    lines = [
+        ("energy MAE (kcal/mol)", "energy_mae", EV_IN_KCAL_PER_MOL),
+        ("energy RMSE (kcal/mol)", "energy_rmse", EV_IN_KCAL_PER_MOL),
+        ("energy MAE (meV)", "energy_mae", EV_IN_MEV),
+        ("energy RMSE (meV)", "energy_rmse", EV_IN_MEV),
+        ("energy MAE per atom (meV)", "energy_per_atom_mae", EV_IN_MEV),
+        ("force MAE (kcal/mol/Å)", "force_mae", EV_IN_KCAL_PER_MOL),
+        ("force RMSE (kcal/mol/Å)", "force_rmse", EV_IN_KCAL_PER_MOL),
+        ("force MAE (meV/Å)", "force_mae", EV_IN_MEV),
+        ("force RMSE (meV/Å)", "force_rmse", EV_IN_MEV),
+    ]
+    for name, key, factor in lines:
+        values = [metrics.scaled(factor)[key] for _, metrics in rows]
+        table.add_row(name, *("—" if v != v else f"{v:.3f}" for v in values))
     return table
 
 
