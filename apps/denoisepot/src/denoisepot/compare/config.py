@@ -13,7 +13,6 @@ from ..errors import DenoisepotError
 
 PROTOCOLS = ("converged", "paper")
 SCALES = ("small", "paper")
-ROWS = ("scratch", "pretrained")
 SPLITS = ("auto", "conformation", "molecule", "official")
 
 #: reduced hyperparameters for CPU runs ("small" scale); "paper" uses the registry defaults

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..datagen.generate import default_workers
 from ..errors import DenoisepotError
 from .config import CompareConfig, identity_hash
 from .data import ComparisonData, FinetuneSet, prepare_data
@@ -267,12 +268,6 @@ def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None
                 finished(job, future.result())
                 ready.extend(job.waiting)
                 ready.sort(key=lambda j: -j.meta.get("train_size", 0))
-
-
-def default_workers() -> int:
-    """Parallel runs: the CPU cores this process may use."""
-    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    return max(1, len(cores) if cores else os.cpu_count() or 1)
 
 
 def run_compare(config: CompareConfig, *, command: str | None = None) -> CompareResult:

@@ -156,7 +156,7 @@ def generate_store(
     out.parent.mkdir(parents=True, exist_ok=True)
     workers = min(default_workers() if workers is None else max(1, workers), len(molecules))
     results: dict[int, tuple[Frames, np.ndarray]] = {}
-    with _progress(progress, description, len(molecules)) as advance:
+    with _MoleculeProgress(progress, description, len(molecules)) as advance:
         # always in worker processes: tblite is then single-threaded and bitwise reproducible
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
@@ -218,7 +218,7 @@ def _metadata(
     }
 
 
-class _progress:
+class _MoleculeProgress:
     """A rich progress bar over molecules (or nothing when disabled); yields ``advance()``."""
 
     def __init__(self, enabled: bool, description: str, total: int) -> None:
