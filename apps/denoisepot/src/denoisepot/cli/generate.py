@@ -7,6 +7,10 @@ from typing import Annotated
 
 import typer
 
+from ..datagen.recipe import GenerationRecipe
+
+_D = GenerationRecipe()
+
 
 def register(data_app: typer.Typer) -> None:
     """Add `generate` to the `data` command group."""
@@ -27,16 +31,19 @@ def generate(
     conformers: Annotated[
         int,
         typer.Option("--conformers", help="Conformations per molecule (spread over temperatures)."),
-    ] = 64,
+    ] = _D.conformers,
     sampling: Annotated[
         str,
         typer.Option(
             "--sampling", help="md (Langevin MD on GFN2-xTB) or normal-modes (ANI-style)."
         ),
-    ] = "md",
+    ] = _D.sampling,
     temperature: Annotated[
         list[float] | None,
-        typer.Option("--temperature", help="Sampling temperature in K; repeat for several."),
+        typer.Option(
+            "--temperature",
+            help="Sampling temperature in K; repeat for several (default: 300, 600, 1000).",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of embedding and sampling.")] = 0,
     workers: Annotated[
@@ -48,7 +55,7 @@ def generate(
 ) -> None:
     """Embed molecules with RDKit, sample nonequilibrium conformations, label them with GFN2-xTB
     (energies eV, forces eV/Å) and write a canonical store."""
-    from ..datagen import GenerationRecipe, builtin_molecules, generate_store, read_smiles_file
+    from ..datagen import builtin_molecules, generate_store, read_smiles_file
     from ..errors import DenoisepotError
 
     if builtin == (smiles is not None):
@@ -59,7 +66,7 @@ def generate(
     recipe = GenerationRecipe(
         conformers=conformers,
         sampling=sampling,
-        temperatures_kelvin=tuple(temperature) if temperature else (300.0, 600.0, 1000.0),
+        temperatures_kelvin=tuple(temperature) if temperature else _D.temperatures_kelvin,
         seed=seed,
     )
     generate_store(molecules, recipe, out, workers=workers, progress=True)

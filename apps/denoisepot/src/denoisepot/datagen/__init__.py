@@ -1,34 +1,37 @@
 """Built-in nonequilibrium data: RDKit embedding, Langevin MD or normal-mode sampling, GFN2-xTB
-labels (tblite), written to a canonical molgraph-data store; and the cached built-in dataset."""
+labels (tblite), written to a canonical molgraph-data store; and the cached built-in dataset.
+
+Names load lazily so that the command line's help stays fast.
+"""
 
 from __future__ import annotations
 
-from .cache import (
-    BUILTIN_RECIPE,
-    BUILTIN_STORE_NAME,
-    CACHE_ENV_VAR,
-    builtin_molecules,
-    cache_folder,
-    ensure_builtin_store,
-)
-from .embed import MoleculeSpec, read_smiles_file
-from .generate import SAMPLING_METHODS, GenerationRecipe, generate_store
-from .molecules import BUILTIN_MOLECULES
-from .xtb import LEVEL_OF_THEORY, xtb_energy_forces
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "BUILTIN_MOLECULES",
-    "BUILTIN_RECIPE",
-    "BUILTIN_STORE_NAME",
-    "CACHE_ENV_VAR",
-    "LEVEL_OF_THEORY",
-    "SAMPLING_METHODS",
-    "GenerationRecipe",
-    "MoleculeSpec",
-    "builtin_molecules",
-    "cache_folder",
-    "ensure_builtin_store",
-    "generate_store",
-    "read_smiles_file",
-    "xtb_energy_forces",
-]
+_EXPORTS = {
+    "BUILTIN_MOLECULES": "molecules",
+    "BUILTIN_RECIPE": "cache",
+    "BUILTIN_STORE_NAME": "cache",
+    "CACHE_ENV_VAR": "cache",
+    "builtin_molecules": "cache",
+    "cache_folder": "cache",
+    "ensure_builtin_store": "cache",
+    "MoleculeSpec": "embed",
+    "read_smiles_file": "embed",
+    "generate_store": "generate",
+    "GenerationRecipe": "recipe",
+    "SAMPLING_METHODS": "recipe",
+    "LEVEL_OF_THEORY": "xtb",
+    "xtb_energy_forces": "xtb",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
