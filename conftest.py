@@ -13,5 +13,5 @@ SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 def shared_data() -> Path:
     """The folder of real release-format samples (../shared/data); skip where it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"real dataset samples not found at {SHARED_DATA} (they are not part of a clone)")
+        pytest.skip(f"real dataset samples not found at {SHARED_DATA} (not part of a clone)")
     return SHARED_DATA

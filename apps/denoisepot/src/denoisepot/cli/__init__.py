@@ -15,7 +15,8 @@ from . import compare, data, evaluate, finetune, info, pretrain
 
 app = typer.Typer(
     name="denoisepot",
-    help="Denoise pretraining on nonequilibrium molecules, then fine-tuning on energies and forces.",
+    help="Denoise pretraining on nonequilibrium molecules, "
+    "then fine-tuning on energies and forces.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -36,7 +37,11 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        False,
+        "--version",
+        is_eager=True,
+        callback=_print_version,
+        help="Print the version and exit.",
     ),
 ) -> None:
     """Denoise pretraining on nonequilibrium molecules, then fine-tuning on energies and forces."""
