@@ -163,7 +163,7 @@ def n_parameters(model: nn.Module) -> int:
 
 def bench_training(names: list[str], quick: bool) -> None:
     """Print the training-step table for both data sets."""
-    warmup, steps, rounds = (1, 3, 1) if quick else (3, 10, 3)
+    warmup, steps, rounds = (1, 3, 1) if quick else (2, 8, 2)
     datasets = {
         "ANI-1 gdb_HC_s02 (4-8 atoms)": make_batches(read_ani1(ANI1_FILE), 4, seed=0),
         "rMD17 ethanol (9 atoms)": make_batches(read_rmd17(ETHANOL_FILE), 4, seed=0),
