@@ -60,6 +60,7 @@ def data_efficiency_plot(out: Path, dataset: str, backbone: str, cells: Sequence
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
+    figure.subplots_adjust(wspace=0.35)
     figure.suptitle(f"{dataset}, {backbone}: data efficiency (mean ± std over seeds)")
     path = _save(figure, out / f"data_efficiency_{dataset}_{backbone}.png")
     plt.close(figure)

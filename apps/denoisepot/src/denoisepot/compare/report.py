@@ -394,6 +394,9 @@ def print_table(data: ComparisonData, finetune_records: Sequence[dict[str, Any]]
 
     with_forces = any(r["used_forces"] for r in finetune_records)
     pairs = pair_cells(summarise(finetune_records))
+    console = Console()
+    if not console.is_terminal:  # a log file: wide enough that no number is cut
+        console = Console(width=140)
     short = ["backbone", "σ Å", "train", "row", "E RMSE", "E MAE"]
     short += ["F RMSE", "F MAE"] if with_forces else []
     for dataset in data.finetune:
@@ -402,14 +405,21 @@ def print_table(data: ComparisonData, finetune_records: Sequence[dict[str, Any]]
             f"(E kcal/mol{', F kcal/mol/Å' if with_forces else ''}), mean ± std over "
             "seeds"
         )
-        for column in [*short, "epochs best/run"]:
+        for column in [*short, "epochs"]:
             table.add_column(column)
         mine = [p for p in pairs if p.pretrained.dataset == dataset.name]
         for row in table_rows(mine, with_forces):
             change = row[3] == "relative change"
+            row = [cell.replace(" ± ", "±") for cell in row]
             row[3] = {"from scratch": "scratch", "relative change": "change"}.get(row[3], row[3])
+            # the terminal shows the epochs run per seed (report.md has best/run)
+            row[-1] = (
+                row[-1].replace("MAE ratio ", "ratio ")
+                if change
+                else ",".join(part.split("/")[1] for part in row[-1].split(", "))
+            )
             table.add_row(*row, style="bold" if change else None)
-        Console().print(table)
+        console.print(table)
 
 
 def write_outputs(
