@@ -21,6 +21,8 @@ the report is in kcal/mol.
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,17 @@ def main() -> None:
     )
     parser.add_argument("--sigmas", nargs="+", type=float, default=[0.2])
     parser.add_argument("--pretrain-epochs", type=int)
+    parser.add_argument(
+        "--pretrain-rmd17-others",
+        action="store_true",
+        help="also pretrain on the geometries of the rMD17 molecules that are "
+        "not fine-tuned on (toluene, benzene, ...: near the target chemistry)",
+    )
+    parser.add_argument(
+        "--energy-only",
+        action="store_true",
+        help="fine-tune on energies only (the paper's setting)",
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("real-data-comparison"))
     args = parser.parse_args()
@@ -108,6 +121,14 @@ def main() -> None:
     ]
     if settings["ani1"]:
         finetune.append(ani1)
+    pretrain = [ani1, ensure_builtin_store()]
+    if args.pretrain_rmd17_others:
+        others = sorted(
+            p
+            for p in (DATA / "rmd17").glob("rmd17_*_train_01.npz")
+            if p.name.split("_")[1] not in settings["molecules"]
+        )
+        pretrain.append(_store(others, stores / "rmd17_others.h5"))
     config = CompareConfig(
         out=args.out,
         backbones=settings["backbones"],
@@ -122,11 +143,7 @@ def main() -> None:
         pretrain_batch_size=settings["pretrain_batch_size"],
         workers=args.workers,
     )
-    result = run_compare(
-        config,
-        command="python benchmarks/real_data_comparison.py "
-        + ("--full" if args.full else "(reduced default)"),
-    )
+    result = run_compare(config, command=shlex.join(["python", *sys.argv]))
     print("pretrained / from-scratch test energy MAE, seed by seed:")
     for pair in pair_cells(summarise(result.finetune_runs)):
         p = pair.pretrained

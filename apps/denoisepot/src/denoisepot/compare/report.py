@@ -254,12 +254,12 @@ def _hparams_text(config: CompareConfig) -> str:
 
 def _protocol_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> str:
     caps = sorted({(r["train_size"], r.get("epoch_cap")) for r in records})
-    cap_text = ", ".join(f"{cap} at {size}" for size, cap in caps if cap is not None)
+    cap_text = ", ".join(f"{cap} epochs for {size}" for size, cap in caps if cap is not None)
     if config.protocol == "converged":
         return (
             "**converged**: every fine-tuning run (both rows) trains until its validation loss "
             f"has not improved for {config.patience} epochs, with an epoch cap of "
-            f"{cap_text or 'the engine default'} training conformations (about "
+            f"{cap_text + ' training conformations' if cap_text else 'the engine default'} (about "
             f"{config.finetune_max_steps} optimizer steps, so small training sets are not "
             "stopped for lack of steps), and is tested with its best-validation checkpoint"
         )
