@@ -256,8 +256,9 @@ def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None
     # longest first: pretraining, then fine-tunings by training size
     ready.sort(key=lambda j: (j.kind != "pretrain", -j.meta.get("train_size", 0)))
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-        running: dict[Future, Job] = {}
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+    running: dict[Future, Job] = {}
+    try:
         while ready or running:
             while ready and len(running) < workers:
                 job = ready.pop(0)
@@ -268,6 +269,14 @@ def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None
                 finished(job, future.result())
                 ready.extend(job.waiting)
                 ready.sort(key=lambda j: -j.meta.get("train_size", 0))
+    except BaseException:
+        # interrupted (Ctrl-C) or a run failed: stop the other runs now rather than wait for
+        # them; the manifest keeps every finished run and a rerun continues from there
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
 
 
 def run_compare(config: CompareConfig, *, command: str | None = None) -> CompareResult:
