@@ -21,8 +21,8 @@ from .portable import (
     load_checkpoint,
 )
 
-# Importing the network modules registers them.
-from . import egnn, et, schnet, se3t  # noqa: E402,F401  isort: skip
+# Importing the network modules registers them (se3t registers on first use: see base.py).
+from . import egnn, et, schnet  # noqa: E402,F401  isort: skip
 
 __version__ = "0.1.0"
 

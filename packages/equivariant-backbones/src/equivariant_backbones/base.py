@@ -8,6 +8,7 @@ neighbour graph for its cutoff, so it can be used without any of our data code.
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -75,6 +76,11 @@ class Backbone(nn.Module):
 
 _REGISTRY: dict[str, type[Backbone]] = {}
 
+#: Backbones registered on first use, by the module that defines them. Listing them costs
+#: nothing; the SE(3)-Transformer's module imports e3nn, which takes seconds, so it is only
+#: imported when that network is built.
+_LAZY_MODULES: dict[str, str] = {"se3t": "equivariant_backbones.se3t"}
+
 
 def register_backbone(name: str) -> Callable[[type[Backbone]], type[Backbone]]:
     """Class decorator adding a backbone to the registry under ``name``."""
@@ -96,7 +102,9 @@ class UnknownBackboneError(ValueError):
 
 
 def backbone_class(name: str) -> type[Backbone]:
-    """The registered class for ``name``."""
+    """The registered class for ``name`` (importing its module on first use)."""
+    if name not in _REGISTRY and name in _LAZY_MODULES:
+        importlib.import_module(_LAZY_MODULES[name])
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -107,7 +115,7 @@ def backbone_class(name: str) -> type[Backbone]:
 
 def list_backbones() -> list[str]:
     """Registered backbone names, sorted."""
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_LAZY_MODULES))
 
 
 def build_backbone(name: str, **overrides: Any) -> Backbone:
