@@ -66,10 +66,11 @@ def _dense_pairs(
             diff = block[:, axis].unsqueeze(2) - block[:, axis].unsqueeze(1)
             dist_sq.addcmul_(diff, diff)
         within = dist_sq < cutoff_sq
+        # Out of place, so that torch.jit.trace can record it (export of a potential).
         if upper_only:
-            within.masked_fill_(exclude, False)
+            within = within & ~exclude
         elif not loop:
-            within.diagonal(dim1=1, dim2=2).fill_(False)
+            within = within & ~torch.eye(max_atoms, dtype=torch.bool, device=pos.device)
         mol, first, second = within.nonzero(as_tuple=True)
         offset = ptr[mol + start]
         parts.append(torch.stack([first + offset, second + offset]))
