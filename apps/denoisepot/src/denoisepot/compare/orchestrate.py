@@ -182,7 +182,17 @@ def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> li
 
 def run_job(kind: str, run_config: Any, meta: dict[str, Any], threads: int | None) -> dict:
     """Run one pretraining or fine-tuning and return its record for the manifest (errors
-    in eV and eV/Å, times in s)."""
+    in eV and eV/Å, times in s). A user error comes back as a DenoisepotError with the same
+    one-line message (some error types cannot cross a process boundary intact)."""
+    from ..errors import user_error_types
+
+    try:
+        return _run_job(kind, run_config, meta, threads)
+    except user_error_types() as exc:
+        raise DenoisepotError(str(exc)) from None
+
+
+def _run_job(kind: str, run_config: Any, meta: dict[str, Any], threads: int | None) -> dict:
     import torch
 
     from ..engine.finetune import run_finetuning
