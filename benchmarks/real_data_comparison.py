@@ -132,7 +132,7 @@ def main() -> None:
     config = CompareConfig(
         out=args.out,
         backbones=settings["backbones"],
-        pretrain_data=[ani1, ensure_builtin_store()],
+        pretrain_data=pretrain,
         finetune_data=finetune,
         train_sizes=settings["train_sizes"],
         seeds=settings["seeds"],
@@ -142,6 +142,7 @@ def main() -> None:
         pretrain_epochs=settings["pretrain_epochs"],
         pretrain_batch_size=settings["pretrain_batch_size"],
         workers=args.workers,
+        forces=False if args.energy_only else None,
     )
     result = run_compare(config, command=shlex.join(["python", *sys.argv]))
     print("pretrained / from-scratch test energy MAE, seed by seed:")
