@@ -13,7 +13,6 @@ from equivariant_backbones import (
     CheckpointError,
     atomic_torch_save,
     build_backbone,
-    register_backbone,
 )
 from finetune_heads import (
     EnergyHead,
@@ -60,9 +59,11 @@ def test_pretraining_checkpoint_or_other_version_is_refused(
         load_finetuned(tmp_path / "broken.pt")
 
 
-@register_backbone("finetune_heads_test_all_pairs")
 class _AllPairs(Backbone):
-    """A test backbone with a smooth all-pairs interaction and no radius graph (traceable)."""
+    """A test backbone with a smooth all-pairs interaction and no radius graph (traceable).
+    Not registered: the registry is global, and other tests run every registered backbone."""
+
+    name = "finetune_heads_test_all_pairs"
 
     def __init__(self, features: int = 8, cutoff: float = 4.0) -> None:
         super().__init__()
