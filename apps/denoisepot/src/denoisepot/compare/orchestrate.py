@@ -289,6 +289,13 @@ def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None
     pool.shutdown()
 
 
+def _paths(value: Any) -> list[Path]:
+    """A path or a list of paths as a list of Paths."""
+    if isinstance(value, str | os.PathLike):
+        return [Path(value)]
+    return [Path(v) for v in value]
+
+
 def run_compare(config: CompareConfig, *, command: str | None = None) -> CompareResult:
     """Run (or continue) the comparison described by ``config``; write ``report.md``,
     ``results.csv`` and the plots into ``config.out`` and return what was produced."""
@@ -298,7 +305,12 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
 
     from .report import write_outputs
 
-    config = dataclasses.replace(config, out=Path(config.out))
+    config = dataclasses.replace(
+        config,
+        out=Path(config.out),
+        pretrain_data=_paths(config.pretrain_data),
+        finetune_data=_paths(config.finetune_data),
+    )
     config.check()
     console = Console(stderr=True, quiet=not config.progress)
     config.out.mkdir(parents=True, exist_ok=True)
