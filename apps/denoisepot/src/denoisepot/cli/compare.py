@@ -102,9 +102,17 @@ def compare(
         typer.Option(
             "--max-epochs",
             help="Fine-tuning epoch cap (converged) or "
-            "epochs (paper) (default: 500, or the paper's).",
+            "epochs (paper) (default: from --max-steps, or the paper's).",
         ),
     ] = _D.finetune_epochs,
+    max_steps: Annotated[
+        int,
+        typer.Option(
+            "--max-steps",
+            help="Converged protocol: the epoch cap of each training "
+            "size is this many optimizer steps' worth of epochs.",
+        ),
+    ] = _D.finetune_max_steps,
     patience: Annotated[
         int, typer.Option("--patience", help="Epochs without validation improvement to stop.")
     ] = _D.patience,
@@ -146,6 +154,7 @@ def compare(
         pretrain_lr=pretrain_lr,
         finetune_split=split,
         finetune_epochs=max_epochs,
+        finetune_max_steps=max_steps,
         patience=patience,
         finetune_batch_size=batch_size,
         finetune_lr=lr,
