@@ -211,3 +211,17 @@ def test_summary_ratios_and_sigma_sweep_plot(tmp_path) -> None:
         "data_efficiency_toy_schnet.png",
         "sigma_sweep_toy_schnet.png",
     ]
+
+
+def test_small_training_sets_get_enough_steps_and_patience(tmp_path) -> None:
+    config = CompareConfig(
+        out=tmp_path,
+        finetune_batch_size=32,
+        finetune_max_steps=2000,
+        patience=25,
+        patience_steps=500,
+    )
+    assert config.epoch_cap(100) == 500 and config.epoch_cap(1000) == 63
+    assert config.patience_for(50) == 250 and config.patience_for(1000) == 25
+    paper = dataclasses.replace(config, protocol="paper")
+    assert paper.epoch_cap(100) is None  # the engine's paper epochs for the data

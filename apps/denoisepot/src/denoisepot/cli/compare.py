@@ -116,6 +116,14 @@ def compare(
     patience: Annotated[
         int, typer.Option("--patience", help="Epochs without validation improvement to stop.")
     ] = _D.patience,
+    patience_steps: Annotated[
+        int,
+        typer.Option(
+            "--patience-steps",
+            help="Patience of at least this many optimizer steps "
+            "(small training sets take few steps per epoch).",
+        ),
+    ] = _D.patience_steps,
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Fine-tuning batch.")
     ] = _D.finetune_batch_size,
@@ -156,6 +164,7 @@ def compare(
         finetune_epochs=max_epochs,
         finetune_max_steps=max_steps,
         patience=patience,
+        patience_steps=patience_steps,
         finetune_batch_size=batch_size,
         finetune_lr=lr,
         forces=False if energy_only else None,

@@ -67,6 +67,7 @@ class CompareConfig:
     finetune_epochs: int | None = None
     finetune_max_steps: int = 2000
     patience: int = 25
+    patience_steps: int = 500
     finetune_batch_size: int = 32
     finetune_lr: float = 5e-4
     forces: bool | None = None
@@ -90,6 +91,13 @@ class CompareConfig:
             return self.finetune_epochs
         steps_per_epoch = math.ceil(train_size / self.finetune_batch_size)
         return max(1, math.ceil(self.finetune_max_steps / steps_per_epoch))
+
+    def patience_for(self, train_size: int) -> int:
+        """Early-stopping patience in epochs for ``train_size`` conformations: at least
+        ``patience`` epochs and at least ``patience_steps`` optimizer steps, so that a small
+        training set (few steps per epoch) is not stopped by noise after a few dozen steps."""
+        steps_per_epoch = math.ceil(train_size / self.finetune_batch_size)
+        return max(self.patience, math.ceil(self.patience_steps / steps_per_epoch))
 
     def check(self) -> None:
         """Raise DenoisepotError (one line naming the option) for settings that cannot run."""
@@ -123,6 +131,7 @@ class CompareConfig:
             ("--pretrain-batch-size", self.pretrain_batch_size),
             ("--batch-size", self.finetune_batch_size),
             ("--max-steps", self.finetune_max_steps),
+            ("--patience-steps", self.patience_steps),
             ("--workers", 1 if self.workers is None else self.workers),
         ):
             if value < 1:

@@ -87,7 +87,7 @@ def _finetune_job(
         backbone_hparams={} if parent is not None else hparams,
         protocol=config.protocol,
         epochs=config.epoch_cap(size),
-        patience=config.patience,
+        patience=config.patience_for(size),
         forces=config.forces,
         force_weight=config.force_weight,
         split=dataset.split,
