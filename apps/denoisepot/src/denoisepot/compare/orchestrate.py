@@ -222,6 +222,7 @@ def _run_job(kind: str, run_config: Any, meta: dict[str, Any], threads: int | No
         "baseline": result.baseline_metrics.as_dict(),
         "epochs_run": result.epochs_run,
         "epoch_cap": run_config.epochs,
+        "patience": run_config.patience,
         "best_epoch": result.best_epoch,
         "seconds": result.seconds,
         "n_train": result.n_train,

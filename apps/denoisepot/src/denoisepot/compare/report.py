@@ -254,16 +254,18 @@ def _hparams_text(config: CompareConfig) -> str:
 
 def _protocol_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> str:
     caps = sorted({(r["train_size"], r.get("epoch_cap")) for r in records})
-    cap_text = ", ".join(f"{cap} epochs for {size}" for size, cap in caps if cap is not None)
+    cap_text = ", ".join(f"{cap} epochs at {size}" for size, cap in caps if cap is not None)
     patience = sorted({(r["train_size"], r.get("patience")) for r in records})
-    patience_text = ", ".join(f"{p} for {size}" for size, p in patience if p is not None)
+    patience_text = ", ".join(f"{p} epochs at {size}" for size, p in patience if p is not None)
+    patience_phrase = (
+        f"{patience_text} training conformations" if patience_text else f"{config.patience} epochs"
+    )
     if config.protocol == "converged":
         return (
             "**converged**: every fine-tuning run (both rows) trains until its validation loss "
-            f"has not improved for {patience_text or config.patience} epochs (at least "
-            f"{config.patience} epochs and {config.patience_steps} optimizer steps), with an "
-            "epoch cap of "
-            f"{cap_text + ' training conformations' if cap_text else 'the engine default'} (about "
+            f"has not improved for {patience_phrase} "
+            f"(a patience of at least {config.patience} epochs and {config.patience_steps} "
+            f"optimizer steps), with an epoch cap of {cap_text or 'the engine default'} (about "
             f"{config.finetune_max_steps} optimizer steps, so small training sets are not "
             "stopped for lack of steps), and is tested with its best-validation checkpoint"
         )
