@@ -194,3 +194,25 @@ def test_batch_sampler_epochs_and_shards() -> None:
     assert sorted(sum(batches, [])) == sorted(sum(first[:10], []))
     ordered = md.BatchIndexSampler(25, 10, shuffle=False, seed=0)
     assert [b.tolist() for b in ordered][-1] == list(range(20, 25))
+
+
+def _block(n_atoms: int, with_forces: bool) -> md.ConformationBlock:
+    rng = np.random.default_rng(n_atoms)
+    return md.ConformationBlock(
+        z=np.ones(n_atoms, dtype=np.int64),
+        pos=rng.normal(size=(n_atoms, 3)).astype(np.float32),
+        forces=rng.normal(size=(n_atoms, 3)).astype(np.float32) if with_forces else None,
+        energy=np.array([-1.0]),
+        n_atoms=np.array([n_atoms]),
+        mol_id=np.array([0]),
+        conf_id=np.array([0]),
+    )
+
+
+def test_collating_blocks_with_and_without_forces_keeps_forces_only_when_all_have_them():
+    mixed = md.collate_conformations([_block(2, True), _block(3, False)])
+    assert "forces" not in mixed and mixed.pos.shape == (5, 3)
+    mixed_other_order = md.collate_conformations([_block(3, False), _block(2, True)])
+    assert "forces" not in mixed_other_order
+    both = md.collate_conformations([_block(2, True), _block(3, True)])
+    assert both.forces.shape == (5, 3)

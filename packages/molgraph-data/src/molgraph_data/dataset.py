@@ -63,7 +63,10 @@ class ConformationDataset(Dataset):
 def _concat(blocks: Sequence[ConformationBlock]) -> ConformationBlock:
     if len(blocks) == 1:
         return blocks[0]
-    forces = None if blocks[0].forces is None else np.concatenate([b.forces for b in blocks])
+    # Forces only where every block has them (blocks of several stores may differ), as a
+    # store keeps forces only where every conformation has them.
+    with_forces = all(b.forces is not None for b in blocks)
+    forces = np.concatenate([b.forces for b in blocks]) if with_forces else None
     return ConformationBlock(
         z=np.concatenate([b.z for b in blocks]),
         pos=np.concatenate([b.pos for b in blocks]),
