@@ -27,10 +27,12 @@ GENERIC_SMALL: dict[str, Any] = {
 }
 
 #: how each network compiles (check_compiles's answer); names not listed are not pinned.
-#: None: neither works, and the (slow) attempt is skipped. se3t: TorchDynamo fails inside
-#: e3nn's Irreps and TorchScript on its annotations.
+#: None would mean neither works. TorchScript works for none (torch 2.15 deprecates it).
 COMPILE_MODE: dict[str, str | None] = {
-    "schnet": "torch.compile", "egnn": "torch.compile", "et": "torch.compile", "se3t": None,
+    "schnet": "torch.compile",
+    "egnn": "torch.compile",
+    "et": "torch.compile",
+    "se3t": "torch.compile",
 }
 
 
@@ -52,8 +54,6 @@ def test_backbone_property(name: str, check) -> None:
 
 @pytest.mark.parametrize("name", list_backbones())
 def test_backbone_compiles(name: str, record_property) -> None:
-    if name in COMPILE_MODE and COMPILE_MODE[name] is None:
-        pytest.skip(f"{name} compiles neither with torch.compile nor with TorchScript")
     mode = suite.check_compiles(lambda: build_backbone(name, **small_overrides(name)))
     record_property("compile_mode", mode)
     if name in COMPILE_MODE:
