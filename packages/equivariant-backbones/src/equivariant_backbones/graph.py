@@ -54,8 +54,14 @@ def _dense_pairs(
     padded.index_copy_(0, batch * max_atoms + local, pos)
     padded = padded.view(n_molecules, max_atoms, 3).transpose(1, 2)
     cutoff_sq = cutoff * cutoff
-    if upper_only:  # exclude the diagonal and the lower triangle
-        exclude = torch.ones(max_atoms, max_atoms, dtype=torch.bool, device=pos.device).tril_()
+    # Pairs each molecule's block may keep: the upper triangle (upper_only), everything but
+    # the diagonal (no self-loops) or everything. Applied out of place, so torch.jit.trace
+    # can record it (export of a potential).
+    keep = None
+    if upper_only:
+        keep = torch.ones(max_atoms, max_atoms, dtype=torch.bool, device=pos.device).triu_(1)
+    elif not loop:
+        keep = ~torch.eye(max_atoms, dtype=torch.bool, device=pos.device)
     chunk = max(1, _BLOCK_BUDGET // (max_atoms * max_atoms))
     parts = []
     for start in range(0, n_molecules, chunk):
@@ -66,11 +72,8 @@ def _dense_pairs(
             diff = block[:, axis].unsqueeze(2) - block[:, axis].unsqueeze(1)
             dist_sq.addcmul_(diff, diff)
         within = dist_sq < cutoff_sq
-        # Out of place, so that torch.jit.trace can record it (export of a potential).
-        if upper_only:
-            within = within & ~exclude
-        elif not loop:
-            within = within & ~torch.eye(max_atoms, dtype=torch.bool, device=pos.device)
+        if keep is not None:
+            within = within & keep
         mol, first, second = within.nonzero(as_tuple=True)
         offset = ptr[mol + start]
         parts.append(torch.stack([first + offset, second + offset]))
