@@ -48,6 +48,10 @@ _NUMPY_BLOCK = 1 << 16
 #: torch-cluster); its cached tables grow as M^2
 _NUMPY_MAX_ATOMS = 512
 
+#: molecules of up to this many atoms get their coordinate differences from two repeats
+#: (contiguous operands) rather than broadcasting (one short inner loop per block row)
+_NUMPY_REPEAT_MAX_ATOMS = 32
+
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 
 
@@ -77,12 +81,37 @@ def _block_thresholds(
     return np.ascontiguousarray(np.broadcast_to(block, (n_molecules, max_atoms, max_atoms)))
 
 
+def _block_squared_distances(xyz: np.ndarray) -> np.ndarray:
+    """``[c, M, M]`` squared distances (Å^2) inside each of ``c`` padded molecules given
+    coordinate-major as ``xyz [3, c, M]``, rounded as the torch path does: (dx^2 + dy^2) + dz^2."""
+    n_molecules, max_atoms = xyz.shape[1:]
+    if max_atoms <= _NUMPY_REPEAT_MAX_ATOMS:
+        # Broadcasting x_i - x_j would run one short inner loop per row; two repeats give
+        # contiguous operands of all three coordinates at once.
+        diff = np.repeat(xyz, max_atoms, axis=2).reshape(3, n_molecules, max_atoms, max_atoms)
+        diff -= np.repeat(xyz[:, :, None, :], max_atoms, axis=2)
+        diff *= diff
+        dist_sq = diff[0]
+        dist_sq += diff[1]
+        dist_sq += diff[2]
+        return dist_sq
+    dist_sq = None
+    for x in xyz:  # one coordinate at a time: smaller temporaries for larger molecules
+        diff = x[:, :, None] - x[:, None, :]
+        diff *= diff
+        if dist_sq is None:
+            dist_sq = diff
+        else:
+            dist_sq += diff
+    return dist_sq
+
+
 def _numpy_applies(pos: torch.Tensor, batch: torch.Tensor) -> bool:
     """Whether the NumPy path may build this graph: plain float32/float64 CPU tensors,
     outside ``torch.jit.trace`` and ``torch.compile`` (which must record torch operations)."""
     return (
-        pos.device.type == "cpu"
-        and batch.device.type == "cpu"
+        pos.is_cpu
+        and batch.is_cpu
         and pos.dtype in _NUMPY_DTYPES
         and type(pos) is torch.Tensor
         and type(batch) is torch.Tensor
@@ -123,13 +152,7 @@ def _numpy_dense_pairs(
     thresholds = _block_thresholds(chunk, max_atoms, kind, cutoff * cutoff, coords.dtype)
     parts = []
     for start in range(0, n_molecules, chunk):
-        xyz = blocks[:, start:start + chunk]
-        # Same float operations as the torch path: (dx^2 + dy^2) + dz^2 < cutoff^2.
-        diff = xyz[:, :, :, None] - xyz[:, :, None, :]
-        diff *= diff
-        dist_sq = diff[0]
-        dist_sq += diff[1]
-        dist_sq += diff[2]
+        dist_sq = _block_squared_distances(blocks[:, start:start + chunk])
         within = dist_sq < thresholds[:dist_sq.shape[0]]
         edges = np.compress(within.ravel(), indices, axis=1)
         if start:
