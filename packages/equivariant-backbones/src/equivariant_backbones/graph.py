@@ -62,7 +62,9 @@ def _block_indices(n_molecules: int, max_atoms: int, first_row: bool) -> np.ndar
     target) unless ``first_row`` (radius_pairs order)."""
     rows = np.repeat(np.arange(n_molecules * max_atoms), max_atoms)
     cols = rows - rows % max_atoms + np.tile(np.arange(max_atoms), n_molecules * max_atoms)
-    return np.stack([rows, cols] if first_row else [cols, rows])
+    table = np.stack([rows, cols] if first_row else [cols, rows])
+    table.flags.writeable = False  # shared by every call through the cache
+    return table
 
 
 @functools.lru_cache(maxsize=8)
@@ -78,7 +80,9 @@ def _block_thresholds(
     elif kind == "graph":
         np.fill_diagonal(keep, False)
     block = np.where(keep, dtype.type(cutoff_sq), dtype.type(-np.inf))
-    return np.ascontiguousarray(np.broadcast_to(block, (n_molecules, max_atoms, max_atoms)))
+    thresholds = np.ascontiguousarray(np.broadcast_to(block, (n_molecules, max_atoms, max_atoms)))
+    thresholds.flags.writeable = False  # shared by every call through the cache
+    return thresholds
 
 
 def _block_squared_distances(xyz: np.ndarray) -> np.ndarray:
