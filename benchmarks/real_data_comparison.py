@@ -14,6 +14,12 @@ The rMD17 official split keeps 10% of the 1,000-conformation train file for vali
 the largest training size is 900 (the issue's "1,000"). The ANI-1 store serves pretraining
 and fine-tuning; the comparison partitions it within each molecule so that pretraining never
 sees a fine-tuning conformation (half of each molecule's conformations for each side).
+``--pretrain-generated N`` adds N GFN2-xTB Langevin-MD geometries (500 K, MD17's temperature)
+of each fine-tuned molecule, made here from its SMILES: pretraining near the target chemistry
+without seeing any rMD17 conformation. After the table, the script prints how well each
+pretrained denoiser's predicted noise at the clean rMD17 geometries aligns with the DFT forces
+(Tweedie's formula makes the ideal denoiser's noise -(σ²/kT) F; cos -1 is the force field).
+
 Interrupted runs continue where they stopped (rerun the same command). Units: Å, eV inside;
 the report is in kcal/mol.
 """
@@ -30,6 +36,10 @@ import numpy as np
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ANI1_FILES = (DATA / "ani1" / "ani_gdb_s01.h5", DATA / "ani1" / "gdb_HC_s02.h5")
 RMD17_MOLECULES = ("ethanol", "malonaldehyde", "uracil")
+#: SMILES of the fine-tuned molecules (malonaldehyde as its enol, the form MD17 simulated)
+RMD17_SMILES = {"ethanol": "CCO", "malonaldehyde": "OC=CC=O", "uracil": "O=C1C=CNC(=O)N1"}
+#: MD17 was sampled by MD at 500 K; the generated pretraining geometries use the same
+GENERATED_TEMPERATURE_K = 500.0
 FULL = {
     "backbones": ["schnet", "egnn", "et", "se3t"],
     "molecules": list(RMD17_MOLECULES),
@@ -61,6 +71,53 @@ def _store(sources: list[Path], out: Path) -> Path:
     return convert(sources, out)
 
 
+def _generated(molecules: list[str], conformers: int, stores: Path) -> Path:
+    """GFN2-xTB Langevin-MD geometries of ``molecules`` (from their SMILES, 500 K), made
+    once into ``stores``; deterministic for the recipe's seed."""
+    from denoisepot.datagen import GenerationRecipe, MoleculeSpec, generate_store
+    from molgraph_data import is_store
+
+    out = stores / f"generated_{'_'.join(molecules)}_{conformers}.h5"
+    if is_store(out):
+        return out
+    specs = [MoleculeSpec(name=m, smiles=RMD17_SMILES[m]) for m in molecules]
+    recipe = GenerationRecipe(conformers=conformers, sampling="md",
+                              temperatures_kelvin=(GENERATED_TEMPERATURE_K,), seed=0)
+    return generate_store(specs, recipe, out, description="generating pretraining geometries")
+
+
+def noise_force_alignment(checkpoint: Path, store: Path, max_conformations: int = 1000) -> float:
+    """Cosine between the pretrained denoiser's predicted noise at the store's clean geometries
+    (each molecule's mean removed) and their reference forces, over every component.
+
+    For noise of σ on samples of a Boltzmann distribution, the best denoiser predicts
+    E[noise | x] = -(σ²/kT) F(x) near the data (Tweedie's formula), so a denoiser that learned
+    the force field of its pretraining data scores close to -1 here; 0 means no relation."""
+    import torch
+    from denoise_objective import DenoisingModel, noise_head_from_dict
+    from equivariant_backbones import backbone_from_dict, load_checkpoint
+    from molgraph_data import Store, make_dataloader
+
+    payload = load_checkpoint(checkpoint, expected_kind="pretrain")
+    model = DenoisingModel(backbone_from_dict(payload["backbone"]),
+                           noise_head_from_dict(payload["noise_head"]))
+    model.eval()
+    with Store(store) as opened:
+        count = min(max_conformations, opened.n_conformations)
+    dot = predicted_sq = reference_sq = 0.0
+    with torch.no_grad():
+        for batch in make_dataloader(store, np.arange(count), 256, shuffle=False, seed=0):
+            noise = model(batch.z, batch.pos, batch.batch).double()
+            sums = torch.zeros(int(batch.num_graphs), 3, dtype=noise.dtype).index_add(
+                0, batch.batch, noise)
+            noise = noise - (sums / batch.n_atoms.unsqueeze(1))[batch.batch]
+            forces = batch.forces.double()
+            dot += float((noise * forces).sum())
+            predicted_sq += float((noise * noise).sum())
+            reference_sq += float((forces * forces).sum())
+    return dot / max(np.sqrt(predicted_sq * reference_sq), 1e-300)
+
+
 def main() -> None:
     """Parse the options, build the stores, run the comparison and print the MAE ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -80,6 +137,20 @@ def main() -> None:
         action="store_true",
         help="also pretrain on the geometries of the rMD17 molecules that are "
         "not fine-tuned on (toluene, benzene, ...: near the target chemistry)",
+    )
+    parser.add_argument(
+        "--pretrain-generated",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also pretrain on N GFN2-xTB Langevin-MD geometries (500 K) of each fine-tuned "
+        "molecule, made here from its SMILES with `data generate` (labels unused; no rMD17 "
+        "conformation is seen before fine-tuning)",
+    )
+    parser.add_argument(
+        "--pretrain-only-generated",
+        action="store_true",
+        help="pretrain on the generated geometries alone (with --pretrain-generated)",
     )
     parser.add_argument(
         "--energy-only",
@@ -121,7 +192,11 @@ def main() -> None:
     ]
     if settings["ani1"]:
         finetune.append(ani1)
-    pretrain = [ani1, ensure_builtin_store()]
+    pretrain = [] if args.pretrain_only_generated else [ani1, ensure_builtin_store()]
+    if args.pretrain_generated:
+        pretrain.append(_generated(settings["molecules"], args.pretrain_generated, stores))
+    elif args.pretrain_only_generated:
+        raise SystemExit("--pretrain-only-generated needs --pretrain-generated N")
     if args.pretrain_rmd17_others:
         others = sorted(
             p
@@ -154,6 +229,18 @@ def main() -> None:
             f"  {p.dataset:>22} {p.backbone:>7} σ={p.sigma:g} n={p.train_size:>4}: "
             f"{ratios.mean():.2f}{spread}"
         )
+    rmd17_stores = [store for store in finetune if store.name.startswith("rmd17_")]
+    if rmd17_stores:
+        print("alignment of the pretrained denoiser with the DFT forces, cos(noise, F) at the "
+              "first 1,000 conformations of each rMD17 store (-1: the force field, 0: none):")
+        for record in result.pretrain_runs:
+            checkpoint = args.out / "runs" / record["run"] / "best.pt"
+            if not checkpoint.is_file():
+                continue
+            cells = "  ".join(f"{store.stem.removeprefix('rmd17_')} "
+                              f"{noise_force_alignment(checkpoint, store):+.2f}"
+                              for store in rmd17_stores)
+            print(f"  {record['run']}: {cells}")
     print(f"report: {result.report}")
 
 
