@@ -41,6 +41,10 @@ class ErrorMetrics:
         return asdict(self)
 
 
+#: length of :meth:`MetricAccumulator.totals`: six error sums and two counts
+TOTALS_SIZE = 8
+
+
 class MetricAccumulator:
     """Accumulates absolute and squared errors over batches; :meth:`compute` gives
     :class:`ErrorMetrics`. Energies in eV, forces in eV/Å."""
@@ -73,6 +77,27 @@ class MetricAccumulator:
             self._sums["f_abs"] += float(force_error.abs().sum())
             self._sums["f_sq"] += float((force_error * force_error).sum())
             self.num_force_components += int(force_error.numel())
+
+    def totals(self) -> torch.Tensor:
+        """The running sums and counts as one float64 tensor of ``TOTALS_SIZE`` values (sums of
+        absolute and squared errors in eV, eV/atom and eV/Å, then the molecule and force
+        component counts). Sum it over data-parallel processes (an all-reduce) and hand it to
+        :meth:`from_totals` for the metrics of every process's batches together."""
+        return torch.tensor([*self._sums.values(), self.num_molecules,
+                             self.num_force_components], dtype=torch.float64)
+
+    @classmethod
+    def from_totals(cls, totals: torch.Tensor) -> MetricAccumulator:
+        """An accumulator holding ``totals`` (as made by :meth:`totals`, possibly summed over
+        processes); counts are exact up to 2**53."""
+        values = [float(v) for v in totals.detach().double().cpu().reshape(-1)]
+        if len(values) != TOTALS_SIZE:
+            raise ValueError(f"expected {TOTALS_SIZE} totals, got {len(values)}")
+        accumulator = cls()
+        accumulator._sums = dict(zip(accumulator._sums, values[:6], strict=True))
+        accumulator.num_molecules = round(values[6])
+        accumulator.num_force_components = round(values[7])
+        return accumulator
 
     def compute(self) -> ErrorMetrics:
         """MAE and RMSE over everything added so far."""
