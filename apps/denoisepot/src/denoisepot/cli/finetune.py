@@ -148,6 +148,9 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--accelerator", help="cpu, gpu or auto.")
         ] = "auto",
         num_workers: Annotated[int, typer.Option("--num-workers", help="DataLoader workers.")] = 0,
+        progress: Annotated[
+            bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
+        ] = True,
         resume: Annotated[
             bool, typer.Option("--resume", help="Continue the run in --out.")
         ] = False,
@@ -193,10 +196,13 @@ def register(app: typer.Typer) -> None:
             accelerator=accelerator,
             devices=devices,
             strategy="ddp" if devices > 1 else "auto",
+            progress_bar=progress,
             resume=resume,
             overwrite=overwrite,
         )
         result = run_finetuning(config)
+        if result is None:  # a data-parallel process other than the first: it reports
+            return
         row = "pretrained" if init_checkpoint is not None else "from scratch"
         console.print(
             metrics_table(

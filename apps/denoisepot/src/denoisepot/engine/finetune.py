@@ -7,6 +7,18 @@ plateau / cosine per batch, energies and optionally forces), keeps the best-vali
 checkpoint (kind "finetune"), evaluates it on the test part and writes ``results.csv`` (one
 row per test conformation), ``metrics.json`` and ``split.npz`` into the output folder.
 
+Data parallel (``devices * num_nodes`` processes): every process takes every
+``world_size``-th batch of each epoch's shuffled order, the same number of steps each (the
+last ``n_batches % world_size`` batches of an epoch are left out), and a disjoint share of the
+validation set; the validation errors are summed over the processes, so they, early stopping
+and the best checkpoint are those of the whole validation set, on every process. Only global
+rank 0 evaluates the test part and writes the reports.
+
+Resume: ``lightning/last.ckpt`` (weights, optimizer, schedule, loop counters, the best and
+early-stopping state) is replaced atomically after every epoch; the data order of an epoch
+depends on the seed and the epoch only, so a run killed at any moment and resumed ends where
+an uninterrupted run ends.
+
 Units: Å, eV, eV/Å throughout; reports convert to kcal/mol and meV.
 """
 
@@ -16,6 +28,7 @@ import csv
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -37,6 +50,7 @@ from finetune_heads import (
     set_backbone_trainable,
 )
 from molgraph_data import (
+    BatchIndexSampler,
     ReferenceEnergies,
     Store,
     fit_reference_energies,
@@ -64,6 +78,11 @@ RESULTS_CSV = "results.csv"
 METRICS_JSON = "metrics.json"
 SPLIT_NPZ = "split.npz"
 _RESUME_DIR = "lightning"
+RESUME_CHECKPOINT = f"{_RESUME_DIR}/last.ckpt"
+#: files and folders that belong to a run (removed by ``overwrite``; ``data/`` is a cache of
+#: converted release files)
+RUN_ENTRIES = (BEST_CHECKPOINT, RESULTS_CSV, METRICS_JSON, SPLIT_NPZ, _RESUME_DIR, "logs",
+               "parity.png", "error_histogram.png")
 #: smallest batch used for evaluation (no optimizer step, so larger batches are cheaper)
 EVAL_BATCH_SIZE = 256
 
@@ -214,6 +233,72 @@ def _forces_of(batch: Any) -> torch.Tensor | None:
     return batch.forces if "forces" in batch else None
 
 
+def steps_per_epoch(n_train: int, batch_size: int, world_size: int = 1) -> int:
+    """Optimizer steps per epoch on each of ``world_size`` data-parallel processes: each takes
+    every ``world_size``-th batch of the epoch and all take the same number (a step waits for
+    every process's gradients), so the last ``n_batches % world_size`` batches of each epoch's
+    shuffled order are left out; none on one process."""
+    n_batches = -(-n_train // batch_size)
+    if n_batches < world_size:
+        raise DenoisepotError(
+            f"{n_train} training conformations make {n_batches} batches of {batch_size}, fewer "
+            f"than the {world_size} processes; lower --batch-size or use fewer --devices"
+        )
+    return n_batches // world_size
+
+
+def validation_batch_size(n_val: int, batch_size: int, world_size: int = 1) -> int:
+    """Conformations per validation batch: at most ``batch_size``, and small enough that each
+    of ``world_size`` processes gets at least one batch (each must reach the all-reduce of the
+    validation errors)."""
+    if n_val < world_size:
+        raise DenoisepotError(
+            f"{n_val} validation conformations cannot be shared by {world_size} processes; "
+            "use more data or fewer --devices"
+        )
+    return max(1, min(batch_size, n_val // world_size))
+
+
+class FinetuneData(L.LightningDataModule):
+    """Training and validation batches of the store's ``train`` and ``val`` conformations for
+    one data-parallel process, made where Lightning knows its rank and the world size."""
+
+    def __init__(
+        self, store_path: Path, split: dict[str, np.ndarray], *, batch_size: int, seed: int,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.store_path = store_path
+        self.train_indices = split["train"]
+        self.val_indices = split["val"]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_workers = num_workers
+
+    def train_loader(self, rank: int = 0, world_size: int = 1) -> Any:
+        """Every ``world_size``-th batch (from ``rank``) of each epoch's order, which is
+        shuffled by the seed and the epoch only."""
+        return make_dataloader(self.store_path, self.train_indices, self.batch_size,
+                               shuffle=True, seed=self.seed, num_workers=self.num_workers,
+                               rank=rank, world_size=world_size)
+
+    def val_loader(self, rank: int = 0, world_size: int = 1) -> Any:
+        """This process's disjoint share of the validation conformations, in order."""
+        size = validation_batch_size(self.val_indices.size, self.batch_size, world_size)
+        return make_dataloader(self.store_path, self.val_indices, size, shuffle=False,
+                               seed=self.seed, num_workers=self.num_workers, rank=rank,
+                               world_size=world_size)
+
+    def train_dataloader(self) -> Any:
+        loader = self.train_loader(self.trainer.global_rank, self.trainer.world_size)
+        # the order of the epoch the (possibly resumed) run starts with
+        loader.batch_sampler.set_epoch(self.trainer.current_epoch)
+        return loader
+
+    def val_dataloader(self) -> Any:
+        return self.val_loader(self.trainer.global_rank, self.trainer.world_size)
+
+
 class FinetuneModule(L.LightningModule):
     """Trains a :class:`Potential` on energies (eV) and optionally forces (eV/Å).
 
@@ -249,6 +334,7 @@ class FinetuneModule(L.LightningModule):
                          "plateau_steps": plateau_steps, "min_lr": min_lr}
         self._val = MetricAccumulator()
         self.last_val_metrics: ErrorMetrics | None = None
+        self.last_val_loss = math.nan
 
     def _loss(self, batch: Any, output: dict[str, torch.Tensor]) -> torch.Tensor:
         energy_error = (output["energy"] - batch.energy).to(torch.float32)
@@ -263,6 +349,11 @@ class FinetuneModule(L.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         set_backbone_trainable(self.potential, self.current_epoch >= self.freeze_backbone_epochs)
+        # Lightning calls set_epoch on a loader's sampler and on its batch sampler's sampler,
+        # not on a batch sampler itself; this epoch's batches are drawn after this hook
+        sampler = getattr(self.trainer.train_dataloader, "batch_sampler", None)
+        if isinstance(sampler, BatchIndexSampler):
+            sampler.set_epoch(self.current_epoch)
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         loss = self._loss(batch, self(batch))
@@ -278,11 +369,17 @@ class FinetuneModule(L.LightningModule):
                          output.get("forces"), _forces_of(batch) if self.use_forces else None)
 
     def on_validation_epoch_end(self) -> None:
-        metrics = self._val.compute()
+        totals = self._val.totals()
+        if self.trainer.world_size > 1:
+            # every process's sums and counts: the errors of the whole validation set
+            totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum")
+        metrics = MetricAccumulator.from_totals(totals).compute()
         self.last_val_metrics = metrics
         val_loss = metrics.energy_rmse**2
         if self.use_forces:
             val_loss += self.force_weight * metrics.force_rmse**2
+        self.last_val_loss = val_loss
+        # the values are the same on every process; sync_dist averages identical numbers
         self.log("val_loss", val_loss, prog_bar=True, sync_dist=True)
         self.log("val_energy_mae_ev", metrics.energy_mae, sync_dist=True)
         if self.use_forces:
@@ -311,12 +408,13 @@ class BestCheckpoint(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        loss = float(trainer.callback_metrics["val_loss"])
+        assert isinstance(pl_module, FinetuneModule)
+        # the float64 loss over the whole validation set, the same on every process
+        loss = pl_module.last_val_loss
         if not loss < self.best_loss:
             return
         self.best_loss, self.best_epoch = loss, trainer.current_epoch
         if trainer.is_global_zero:
-            assert isinstance(pl_module, FinetuneModule)
             metrics = pl_module.last_val_metrics
             atomic_torch_save(
                 potential_to_checkpoint(
@@ -334,6 +432,43 @@ class BestCheckpoint(L.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.best_loss = float(state_dict["best_loss"])
         self.best_epoch = int(state_dict["best_epoch"])
+
+
+class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
+    """Lightning's checkpoint writer, but a checkpoint goes to a temporary file beside its
+    path and is renamed into place, so a process killed while writing never leaves a
+    truncated checkpoint where a good one was."""
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options")
+        atomic_torch_save(checkpoint, os.fspath(path))
+
+
+class ResumeCheckpoint(L.pytorch.callbacks.Checkpoint):
+    """Saves Lightning's whole training state to ``path`` at the end of every training epoch
+    (after validation and early stopping, so their state is in it). Remembers an early stop,
+    so that resuming a stopped run trains no further."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stopped = False
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.stopped = bool(trainer.should_stop)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the full state
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.stopped:
+            trainer.should_stop = True
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stopped": self.stopped}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.stopped = bool(state_dict["stopped"])
 
 
 #: force components of at most this many conformations are kept for the parity plot
@@ -503,17 +638,18 @@ def build_potential(
 
 def _check_out_dir(config: FinetuneConfig) -> None:
     out = config.out_dir
-    if out.exists() and any(out.iterdir()) and not (config.resume or config.overwrite):
+    held = [name for name in RUN_ENTRIES if (out / name).exists()]
+    if held and not (config.resume or config.overwrite):
         raise DenoisepotError(
-            f"{out}: the output folder already holds a run; pass --resume to continue it, "
-            "--overwrite to replace it, or choose another --out"
+            f"{out}: the output folder already holds a run ({', '.join(held)}); pass --resume "
+            "to continue it, --overwrite to replace it, or choose another --out"
         )
 
 
 def _prepare_out_dir(config: FinetuneConfig) -> None:
     out = config.out_dir
     if config.overwrite and not config.resume and out.exists():
-        for name in (BEST_CHECKPOINT, RESULTS_CSV, METRICS_JSON, SPLIT_NPZ, _RESUME_DIR, "logs"):
+        for name in RUN_ENTRIES:
             target = out / name
             if target.is_dir():
                 shutil.rmtree(target)
@@ -522,15 +658,27 @@ def _prepare_out_dir(config: FinetuneConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
+def _strategy(config: FinetuneConfig) -> Any:
+    """DDP for several processes (unused parameters allowed: a frozen backbone, or backbone
+    outputs the energy does not use); otherwise ``config.strategy`` as given."""
+    processes = config.devices * config.num_nodes
+    if config.strategy == "ddp" or (config.strategy == "auto" and processes > 1):
+        return L.pytorch.strategies.DDPStrategy(find_unused_parameters=True)
+    return config.strategy
+
+
+def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     """Fine-tune (or train from scratch) as ``config`` says; returns the best checkpoint,
-    its test metrics (eV, eV/Å), the epochs run and the wall time in seconds."""
+    its test metrics (eV, eV/Å), the epochs run and the wall time in seconds.
+
+    With several data-parallel processes only global rank 0 checks and writes the output
+    folder, evaluates the test part and returns the result; the other ranks train, then
+    return None."""
     from molgraph_data import save_split
 
     started = time.perf_counter()
     _check_config(config)
     config.out_dir = Path(config.out_dir)
-    _check_out_dir(config)
     store_path = resolve_store(config.data, config.out_dir / "data")
 
     with Store(store_path) as store:
@@ -544,40 +692,16 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
     if use_forces and not has_forces:
         raise DenoisepotError(f"{store_path}: the data hold no forces; fine-tune with "
                               "--energy-only")
-    _prepare_out_dir(config)
     split = make_split(store_path, config.split, seed=config.seed,
                        fractions=config.split_fractions, val_fraction=config.val_fraction,
                        train_size=config.train_size)
-    save_split(config.out_dir / SPLIT_NPZ, split)
-    reference = fit_reference_energies(store_path, split["train"])
-
-    L.seed_everything(config.seed, workers=True, verbose=False)
-    potential = build_potential(config, reference, elements)
-    potential.compute_forces = use_forces
-
-    train_loader = make_dataloader(store_path, split["train"], config.batch_size, shuffle=True,
-                                   seed=config.seed, num_workers=config.num_workers)
-    val_loader = make_dataloader(store_path, split["val"], config.batch_size, shuffle=False,
-                                 seed=config.seed, num_workers=config.num_workers)
-    per_rank = math.ceil(split["train"].size / max(1, config.devices * config.num_nodes))
-    steps_per_epoch = max(1, math.ceil(per_rank / config.batch_size))
+    world_size = config.devices * config.num_nodes
+    train_steps = steps_per_epoch(split["train"].size, config.batch_size, world_size)
+    validation_batch_size(split["val"].size, config.batch_size, world_size)
     if config.protocol == "paper":
         max_epochs = config.epochs or paper_epochs
     else:
         max_epochs = config.epochs or CONVERGED_EPOCH_CAP
-    module = FinetuneModule(
-        potential,
-        use_forces=use_forces,
-        force_weight=config.force_weight,
-        lr=config.lr,
-        backbone_lr_factor=config.backbone_lr_factor,
-        weight_decay=config.weight_decay,
-        freeze_backbone_epochs=config.freeze_backbone_epochs,
-        total_steps=max_epochs * steps_per_epoch,
-        warmup_steps=round(config.warmup_epochs * steps_per_epoch),
-        plateau_steps=round(config.plateau_epochs * steps_per_epoch),
-        min_lr=config.min_lr,
-    )
     extra = {
         "recipe": {**config.to_plain(), "protocol": config.protocol, "max_epochs": max_epochs,
                    "used_forces": use_forces},
@@ -588,11 +712,10 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
             config.init_checkpoint),
         "seed": config.seed,
     }
-    best = BestCheckpoint(config.out_dir / BEST_CHECKPOINT, extra)
+    resume_checkpoint = config.out_dir / RESUME_CHECKPOINT
     callbacks: list[L.Callback] = [
-        best,
-        L.pytorch.callbacks.ModelCheckpoint(dirpath=config.out_dir / _RESUME_DIR,
-                                            save_last=True, save_top_k=0),
+        BestCheckpoint(config.out_dir / BEST_CHECKPOINT, extra),
+        ResumeCheckpoint(resume_checkpoint),
     ]
     if config.protocol == "converged":
         callbacks.append(L.pytorch.callbacks.EarlyStopping(
@@ -601,24 +724,60 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult:
         callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=True))
     trainer = L.Trainer(
         max_epochs=max_epochs,
+        limit_train_batches=train_steps,
         accelerator=config.accelerator,
         devices=config.devices,
         num_nodes=config.num_nodes,
-        strategy=config.strategy,
+        strategy=_strategy(config),
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,
         callbacks=callbacks,
         logger=L.pytorch.loggers.CSVLogger(config.out_dir, name="logs", version=""),
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
         inference_mode=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=max(1, min(50, steps_per_epoch)),
+        log_every_n_steps=max(1, min(50, train_steps)),
         deterministic=False,
     )
-    resume_from = config.out_dir / _RESUME_DIR / "last.ckpt"
-    trainer.fit(module, train_loader, val_loader,
-                ckpt_path=resume_from if config.resume and resume_from.is_file() else None,
+    if trainer.world_size != world_size:
+        raise DenoisepotError(
+            f"the launcher runs {trainer.world_size} processes, but --devices × --num-nodes is "
+            f"{world_size}; give the numbers the launcher uses"
+        )
+    if trainer.is_global_zero:
+        # the other ranks (started by the first one when it begins training, or together
+        # with it by a launcher) leave the folder to the first
+        _check_out_dir(config)
+        _prepare_out_dir(config)
+        save_split(config.out_dir / SPLIT_NPZ, split)
+    reference = fit_reference_energies(store_path, split["train"])
+
+    L.seed_everything(config.seed, workers=True, verbose=False)
+    potential = build_potential(config, reference, elements)
+    potential.compute_forces = use_forces
+    module = FinetuneModule(
+        potential,
+        use_forces=use_forces,
+        force_weight=config.force_weight,
+        lr=config.lr,
+        backbone_lr_factor=config.backbone_lr_factor,
+        weight_decay=config.weight_decay,
+        freeze_backbone_epochs=config.freeze_backbone_epochs,
+        total_steps=max_epochs * train_steps,
+        warmup_steps=round(config.warmup_epochs * train_steps),
+        plateau_steps=round(config.plateau_epochs * train_steps),
+        min_lr=config.min_lr,
+    )
+    data = FinetuneData(store_path, split, batch_size=config.batch_size, seed=config.seed,
+                        num_workers=config.num_workers)
+    trainer.fit(module, datamodule=data,
+                ckpt_path=resume_checkpoint if config.resume and resume_checkpoint.is_file()
+                else None,
                 weights_only=True)
     epochs_run = int(trainer.current_epoch)
+    if not trainer.is_global_zero:
+        return None
 
     from finetune_heads import load_finetuned
 

@@ -1,0 +1,32 @@
+"""Fixtures of the cross-package tests: a tiny synthetic store for fine-tuning runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ase.io
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.calculators.lj import LennardJones
+from ase.calculators.singlepoint import SinglePointCalculator
+
+
+@pytest.fixture(scope="session")
+def water_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 water molecules jiggled around one geometry, with Lennard-Jones energies (eV) and
+    forces (eV/Å): 48 training, 6 validation and 6 test conformations in the 80/10/10 split."""
+    from molgraph_data import convert
+
+    rng = np.random.default_rng(0)
+    base = np.array([[0.0, 0.0, 0.0], [0.96, 0.0, 0.0], [-0.24, 0.93, 0.0]])
+    frames = []
+    for _ in range(60):
+        atoms = Atoms("OH2", positions=base + 0.05 * rng.standard_normal((3, 3)))
+        atoms.calc = LennardJones(sigma=0.9, epsilon=0.1, rc=4.0)
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+        frames.append(atoms)
+    folder = tmp_path_factory.mktemp("water")
+    ase.io.write(folder / "water.extxyz", frames, format="extxyz")
+    return convert([folder / "water.extxyz"], folder / "water.h5")
