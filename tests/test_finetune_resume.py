@@ -1,0 +1,131 @@
+"""A fine-tuning process killed with SIGKILL in its third epoch or later resumes (--resume)
+from its last completed epoch to the best checkpoint, best epoch and test errors of an
+uninterrupted run with the same seed, on the CPU; resuming a finished run trains no further,
+an early-stopped one included; a checkpoint write that fails leaves the previous one whole."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from denoisepot.engine.finetune import (
+    AtomicCheckpointIO,
+    FinetuneConfig,
+    FinetuneModule,
+    FinetuneResult,
+    run_finetuning,
+)
+
+_HPARAMS = {"hidden_channels": 8, "num_filters": 8, "num_interactions": 1, "num_gaussians": 8}
+_EPOCHS = 8
+
+
+def _config(store: Path, out: Path, **changes: object) -> FinetuneConfig:
+    settings: dict[str, object] = {
+        "out_dir": out, "data": store, "backbone": "schnet", "backbone_hparams": _HPARAMS,
+        "epochs": _EPOCHS, "batch_size": 4, "lr": 5e-3, "seed": 3, "accelerator": "cpu",
+        "progress_bar": False, **changes}
+    return FinetuneConfig(**settings)  # type: ignore[arg-type]
+
+
+def _command(store: Path, out: Path) -> list[str]:
+    hparams = [arg for key, value in _HPARAMS.items() for arg in ("--hparam", f"{key}={value}")]
+    return [sys.executable, "-m", "denoisepot", "finetune", "--data", str(store),
+            "--backbone", "schnet", *hparams, "--epochs", str(_EPOCHS), "--batch-size", "4",
+            "--lr", "5e-3", "--seed", "3", "--out", str(out), "--accelerator", "cpu",
+            "--no-progress"]
+
+
+def _completed_epoch(resume_file: Path) -> int:
+    """The last epoch (from 0) whose end the resume checkpoint holds; -1 before the first."""
+    if not resume_file.exists():
+        return -1
+    return int(torch.load(resume_file, map_location="cpu", weights_only=True)["epoch"])
+
+
+def _record_epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The epochs the next runs train, in order."""
+    epochs: list[int] = []
+    original = FinetuneModule.on_train_epoch_start
+
+    def recording(module: FinetuneModule) -> None:
+        epochs.append(module.current_epoch)
+        original(module)
+
+    monkeypatch.setattr(FinetuneModule, "on_train_epoch_start", recording)
+    return epochs
+
+
+def _assert_same_run(resumed: FinetuneResult, reference: FinetuneResult) -> None:
+    assert (resumed.epochs_run, resumed.best_epoch) == (reference.epochs_run,
+                                                        reference.best_epoch)
+    for key, value in reference.test_metrics.as_dict().items():
+        assert getattr(resumed.test_metrics, key) == pytest.approx(value, rel=1e-5), key
+    expected = torch.load(reference.best_checkpoint, weights_only=True)
+    actual = torch.load(resumed.best_checkpoint, weights_only=True)
+    assert actual["epoch"] == expected["epoch"]
+    for part in ("backbone", "head"):
+        for key, value in expected[part]["state_dict"].items():
+            torch.testing.assert_close(actual[part]["state_dict"][key], value, rtol=1e-5,
+                                       atol=1e-7)
+
+
+def test_kill_9_in_a_later_epoch_then_resume_gives_the_uninterrupted_result(
+    water_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference = run_finetuning(_config(water_store, tmp_path / "reference"))
+    assert reference.epochs_run == _EPOCHS
+
+    killed = tmp_path / "killed"
+    resume_file = killed / "lightning" / "last.ckpt"
+    process = subprocess.Popen(_command(water_store, killed),
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # kill once epochs 0 and 1 are complete: in epoch 2 or a little later
+    while _completed_epoch(resume_file) < 1:
+        assert process.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL
+    assert not (killed / "metrics.json").exists()
+    completed = _completed_epoch(resume_file)
+    assert 1 <= completed < _EPOCHS - 1
+    # the best epoch comes after the kill, so best.pt depends on the resumed training
+    assert reference.best_epoch > completed
+
+    trained = _record_epochs(monkeypatch)
+    resumed = run_finetuning(_config(water_store, killed, resume=True))
+    assert trained == list(range(completed + 1, _EPOCHS))
+    _assert_same_run(resumed, reference)
+
+
+def test_an_early_stopped_run_resumed_trains_no_further(
+    water_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lr 0.5 overshoots, so validation stops improving and patience 1 ends the run early
+    settings = {"protocol": "converged", "epochs": 6, "patience": 1, "lr": 0.5,
+                "batch_size": 8}
+    finished = run_finetuning(_config(water_store, tmp_path / "run", **settings))
+    assert finished.epochs_run < 6
+    trained = _record_epochs(monkeypatch)
+    again = run_finetuning(_config(water_store, tmp_path / "run", resume=True, **settings))
+    assert trained == []
+    _assert_same_run(again, finished)
+
+
+def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "last.ckpt"
+    writer = AtomicCheckpointIO()
+    writer.save_checkpoint({"epoch": 1, "weights": torch.ones(3)}, path)
+    with pytest.raises(Exception):  # noqa: B017 - whatever torch.save raises for a lambda
+        writer.save_checkpoint({"epoch": 2, "not_picklable": lambda: None}, path)
+    kept = torch.load(path, weights_only=True)
+    assert kept["epoch"] == 1 and torch.equal(kept["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
