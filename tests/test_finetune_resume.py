@@ -5,6 +5,7 @@ an early-stopped one included; a checkpoint write that fails leaves the previous
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 import subprocess
@@ -104,6 +105,17 @@ def test_kill_9_in_a_later_epoch_then_resume_gives_the_uninterrupted_result(
     resumed = run_finetuning(_config(water_store, killed, resume=True))
     assert trained == list(range(completed + 1, _EPOCHS))
     _assert_same_run(resumed, reference)
+    # the CSV log keeps the epochs before the kill; the resumed ones go to logs/resumed-1
+    before = _logged_epochs(killed / "logs" / "metrics.csv")
+    after = _logged_epochs(killed / "logs" / "resumed-1" / "metrics.csv")
+    assert set(range(completed + 1)) <= before
+    assert after == set(range(completed + 1, _EPOCHS))
+
+
+def _logged_epochs(metrics_csv: Path) -> set[int]:
+    """Epochs with a validation row in a Lightning CSV log."""
+    with open(metrics_csv) as handle:
+        return {int(row["epoch"]) for row in csv.DictReader(handle) if row.get("val_loss")}
 
 
 def test_an_early_stopped_run_resumed_trains_no_further(

@@ -667,6 +667,19 @@ def _strategy(config: FinetuneConfig) -> Any:
     return config.strategy
 
 
+def _log_version(config: FinetuneConfig) -> str:
+    """The CSV log's subfolder of ``logs/``: none for a new run; for a resumed one the first
+    free ``resumed-K`` (Lightning's CSV logger empties the folder it writes to, and the epochs
+    before the interruption must stay readable)."""
+    logs = Path(config.out_dir) / "logs"
+    if not (config.resume and (logs / "metrics.csv").exists()):
+        return ""
+    k = 1
+    while (logs / f"resumed-{k}").exists():
+        k += 1
+    return f"resumed-{k}"
+
+
 def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     """Fine-tune (or train from scratch) as ``config`` says; returns the best checkpoint,
     its test metrics (eV, eV/Å), the epochs run and the wall time in seconds.
@@ -732,7 +745,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,
         callbacks=callbacks,
-        logger=L.pytorch.loggers.CSVLogger(config.out_dir, name="logs", version=""),
+        logger=L.pytorch.loggers.CSVLogger(config.out_dir, name="logs",
+                                           version=_log_version(config)),
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
         inference_mode=False,
