@@ -45,7 +45,7 @@ def batches(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor, float]:
 def torch_path_only() -> Iterator[None]:
     """Within: the CPU NumPy path is off, so graphs are built with torch operations."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(graph, "_NUMPY_MAX_ATOMS", 0)
+        patch.setattr(graph, "_numpy_applies", lambda pos, batch: False)
         yield
 
 
@@ -103,8 +103,9 @@ def test_numpy_path_equals_torch_path(layout: str, dtype: torch.dtype, cutoff: f
     built = [radius_graph(pos, batch, cutoff), radius_graph(pos, batch, cutoff, loop=True),
              radius_pairs(pos, batch, cutoff)]
     assert graph._numpy_dense_pairs(pos, batch, cutoff, "graph") is not None
-    monkeypatch.setattr(graph, "_NUMPY_BLOCK", 200)  # one molecule per block
+    monkeypatch.setattr(graph, "_NUMPY_BLOCK", 200)  # over 14 atoms: one molecule at a time
     assert torch.equal(radius_graph(pos, batch, cutoff), built[0])
+    assert torch.equal(radius_graph(pos, batch, cutoff, loop=True), built[1])
     assert torch.equal(radius_pairs(pos, batch, cutoff), built[2])
     with torch_path_only():
         reference = [radius_graph(pos, batch, cutoff),
@@ -218,3 +219,11 @@ def test_torch_cluster_path_matches_dense() -> None:
     for loop in (False, True):
         assert torch.equal(radius_graph(pos, batch, 5.0, loop, method="torch_cluster"),
                            radius_graph(pos, batch, 5.0, loop, method="dense"))
+
+
+@pytest.mark.skipif(not graph.HAS_TORCH_CLUSTER, reason="torch-cluster (extra [cluster]) absent")
+def test_auto_leaves_very_large_molecules_to_torch_cluster() -> None:
+    size = graph.TORCH_CLUSTER_MIN_ATOMS
+    pos, batch = random_batch([size, 5], seed=8, spread=8.0)
+    assert graph._numpy_dense_pairs(pos, batch, 5.0, "graph", auto=True) is None
+    assert torch.equal(radius_graph(pos, batch, 5.0), radius_graph(pos, batch, 5.0, method="dense"))

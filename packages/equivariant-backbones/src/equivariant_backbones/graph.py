@@ -38,15 +38,13 @@ _BLOCK_BUDGET = 1 << 20
 #: atoms. Measured on a CPU (1 thread, 0.1 atoms/Å^3, cutoff 5 Å, torch-cluster 1.6.3 plus the
 #: sort into (target, source) order that this module promises): dense 34 ms vs 39 ms at
 #: 4 x 1000 atoms, 72 ms vs 53 ms at 2 x 2000 atoms; dense is faster at every size up to 1000.
+#: The NumPy dense path (shared, loaded 2-core machine, fastest of 4): 26-30 ms vs 33-51 ms at
+#: 4 x 1000 atoms, 42-45 vs 31-44 ms at 3 x 1200, 70 vs 59 ms at 2 x 2000.
 TORCH_CLUSTER_MIN_ATOMS = 1500
 
 #: largest number of padded entries (molecules x M x M) per block of the NumPy (CPU) path;
 #: a block's temporaries then stay in the L2 cache
 _NUMPY_BLOCK = 1 << 16
-
-#: the NumPy path handles molecules of up to this many atoms (larger ones: torch or
-#: torch-cluster); its cached tables grow as M^2
-_NUMPY_MAX_ATOMS = 512
 
 #: molecules of up to this many atoms get their coordinate differences from two repeats
 #: (contiguous operands) rather than broadcasting (one short inner loop per block row)
@@ -55,7 +53,7 @@ _NUMPY_REPEAT_MAX_ATOMS = 32
 _NUMPY_DTYPES = (torch.float32, torch.float64)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _block_indices(n_molecules: int, max_atoms: int, first_row: bool) -> np.ndarray:
     """``[2, B*M*M]`` padded atom indices of every entry (b, i, j) of ``B`` dense ``M x M``
     blocks: row i's atom ``b*M + i`` and column j's ``b*M + j``; the column first (source,
@@ -67,19 +65,29 @@ def _block_indices(n_molecules: int, max_atoms: int, first_row: bool) -> np.ndar
     return table
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
+def _block_keep(max_atoms: int, kind: str) -> np.ndarray | None:
+    """``[M, M]`` pairs a block may keep: off the diagonal ("graph"), above it ("pairs"), or
+    None: all ("loop")."""
+    if kind == "loop":
+        return None
+    keep = np.ones((max_atoms, max_atoms), dtype=bool)
+    keep = np.triu(keep, 1) if kind == "pairs" else ~np.eye(max_atoms, dtype=bool)
+    keep.flags.writeable = False  # shared by every call through the cache
+    return keep
+
+
+@functools.lru_cache(maxsize=16)
 def _block_thresholds(
     n_molecules: int, max_atoms: int, kind: str, cutoff_sq: float, dtype: np.dtype
 ) -> np.ndarray:
     """``[B, M, M]``: the squared cutoff where a pair may be kept and -inf where it may not
     (the diagonal without self-loops; also the lower triangle for upper-only pairs), so that
     one comparison applies the cutoff and the mask."""
-    keep = np.ones((max_atoms, max_atoms), dtype=bool)
-    if kind == "pairs":
-        keep = np.triu(keep, 1)
-    elif kind == "graph":
-        np.fill_diagonal(keep, False)
-    block = np.where(keep, dtype.type(cutoff_sq), dtype.type(-np.inf))
+    keep = _block_keep(max_atoms, kind)
+    block = np.full((max_atoms, max_atoms), cutoff_sq, dtype=dtype)
+    if keep is not None:
+        block[~keep] = -np.inf
     thresholds = np.ascontiguousarray(np.broadcast_to(block, (n_molecules, max_atoms, max_atoms)))
     thresholds.flags.writeable = False  # shared by every call through the cache
     return thresholds
@@ -124,13 +132,58 @@ def _numpy_applies(pos: torch.Tensor, batch: torch.Tensor) -> bool:
     )
 
 
+def _numpy_molecule_blocks(
+    blocks: np.ndarray, per_block: int, kind: str, cutoff_sq: float
+) -> list[np.ndarray]:
+    """Edges (padded indices) of blocks of up to ``per_block`` molecules of ``blocks
+    [3, B, M]``, each entry's indices read from a cached table. The tables are built for
+    ``per_block`` molecules and sliced for fewer, so batches of any size share them."""
+    _, n_molecules, max_atoms = blocks.shape
+    indices = _block_indices(per_block, max_atoms, kind == "pairs")
+    thresholds = _block_thresholds(per_block, max_atoms, kind, cutoff_sq, blocks.dtype)
+    chunk = min(n_molecules, per_block)
+    parts = []
+    for start in range(0, n_molecules, chunk):
+        dist_sq = _block_squared_distances(blocks[:, start:start + chunk])
+        within = dist_sq < thresholds[:dist_sq.shape[0]]
+        edges = np.compress(within.ravel(), indices[:, :dist_sq.size], axis=1)
+        if start:
+            edges += start * max_atoms
+        parts.append(edges)
+    return parts
+
+
+def _numpy_large_molecules(blocks: np.ndarray, kind: str, cutoff_sq: float) -> list[np.ndarray]:
+    """Edges (padded indices) of ``blocks [3, B, M]`` one molecule at a time, for molecules
+    whose M x M block alone exceeds the block budget: indices from the flat entry number by
+    division (no M^2 tables to cache)."""
+    _, n_molecules, max_atoms = blocks.shape
+    keep = _block_keep(max_atoms, kind)
+    cutoff_sq = blocks.dtype.type(cutoff_sq)
+    parts = []
+    for molecule in range(n_molecules):
+        within = _block_squared_distances(blocks[:, molecule:molecule + 1])[0] < cutoff_sq
+        if keep is not None:
+            within &= keep
+        entry = np.flatnonzero(within)
+        edges = np.empty((2, entry.size), dtype=np.int64)
+        # pairs: (i, j) = (row, column); graph: (source j, target i) = (column, row)
+        row, column = (edges[0], edges[1]) if kind == "pairs" else (edges[1], edges[0])
+        np.floor_divide(entry, max_atoms, out=row)
+        np.multiply(row, max_atoms, out=column)
+        np.subtract(entry, column, out=column)
+        edges += molecule * max_atoms
+        parts.append(edges)
+    return parts
+
+
 def _numpy_dense_pairs(
-    pos: torch.Tensor, batch: torch.Tensor, cutoff: float, kind: str
+    pos: torch.Tensor, batch: torch.Tensor, cutoff: float, kind: str, auto: bool = False
 ) -> np.ndarray | None:
     """The dense-block graph computed with NumPy: ``[2, E]`` int64 global atom indices,
     rows (source, target) sorted by target then source for ``kind`` "graph" (no self-loops)
-    or "loop", (first, second) with first < second for "pairs". None where it does not apply
-    (largest molecule over ``_NUMPY_MAX_ATOMS`` atoms, or a tensor NumPy cannot view)."""
+    or "loop", (first, second) with first < second for "pairs". None where it does not apply:
+    a tensor NumPy cannot view, or (``auto``) molecules large enough for torch-cluster."""
     try:
         coords = (pos.detach() if pos.requires_grad else pos).numpy()
         molecule = batch.numpy()
@@ -139,7 +192,7 @@ def _numpy_dense_pairs(
     counts = np.bincount(molecule)
     n_molecules, n_atoms = counts.size, coords.shape[0]
     max_atoms = int(counts.max())
-    if max_atoms > _NUMPY_MAX_ATOMS:
+    if auto and HAS_TORCH_CLUSTER and max_atoms >= TORCH_CLUSTER_MIN_ATOMS:
         return None
     uniform = n_atoms == n_molecules * max_atoms
     # Coordinate-major padded blocks [3, B, M]; padding is NaN (never a neighbour).
@@ -151,17 +204,12 @@ def _numpy_dense_pairs(
         blocks = np.full((3, n_molecules * max_atoms), np.nan, dtype=coords.dtype)
         blocks[:, np.arange(n_atoms) + slot_shift[molecule]] = coords.T
         blocks = blocks.reshape(3, n_molecules, max_atoms)
-    chunk = min(n_molecules, max(1, _NUMPY_BLOCK // (max_atoms * max_atoms)))
-    indices = _block_indices(chunk, max_atoms, kind == "pairs")
-    thresholds = _block_thresholds(chunk, max_atoms, kind, cutoff * cutoff, coords.dtype)
-    parts = []
-    for start in range(0, n_molecules, chunk):
-        dist_sq = _block_squared_distances(blocks[:, start:start + chunk])
-        within = dist_sq < thresholds[:dist_sq.shape[0]]
-        edges = np.compress(within.ravel(), indices, axis=1)
-        if start:
-            edges += start * max_atoms
-        parts.append(edges)
+    cutoff_sq = cutoff * cutoff
+    per_block = _NUMPY_BLOCK // (max_atoms * max_atoms)
+    if per_block:
+        parts = _numpy_molecule_blocks(blocks, per_block, kind, cutoff_sq)
+    else:
+        parts = _numpy_large_molecules(blocks, kind, cutoff_sq)
     edges = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
     if not uniform:  # padded slot b*M + i -> global atom index first_atom[b] + i
         edges = np.take((first_atom[:, None] + np.arange(max_atoms)).ravel(), edges)
@@ -278,7 +326,8 @@ def radius_graph(
     if pos.shape[0] == 0:
         return torch.empty(2, 0, dtype=torch.long, device=pos.device)
     if method != "torch_cluster" and _numpy_applies(pos, batch):
-        edges = _numpy_dense_pairs(pos, batch, cutoff, "loop" if loop else "graph")
+        edges = _numpy_dense_pairs(pos, batch, cutoff, "loop" if loop else "graph",
+                                   auto=method == "auto")
         if edges is not None:
             return torch.from_numpy(edges)
     with torch.no_grad():
