@@ -169,6 +169,12 @@ def test_bad_inputs_are_one_line_and_exit_status_one(
     assert "not both" in line
     line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--out", finetuned)
     assert "--resume" in line and "--overwrite" in line
+    before = (finetuned / "best.pt").read_bytes()
+    line = _user_error(monkeypatch, capsys, "finetune", "--data", stores["forces"], "--backbone",
+                       "schnet", *TINY, "--epochs", "2", "--batch-size", "8", "--lr", "5e-3",
+                       "--out", finetuned, "--accelerator", "cpu", "--resume")
+    assert "run.json" in line and "lr: 0.001 -> 0.005" in line
+    assert (finetuned / "best.pt").read_bytes() == before
     line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--train-size",
                        "1.5", "--out", tmp_path / "d")
     assert "(0, 1]" in line

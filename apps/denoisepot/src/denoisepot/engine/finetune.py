@@ -81,8 +81,12 @@ _RESUME_DIR = "lightning"
 RESUME_CHECKPOINT = f"{_RESUME_DIR}/last.ckpt"
 #: files and folders that belong to a run (removed by ``overwrite``; ``data/`` is a cache of
 #: converted release files)
+RUN_JSON = "run.json"
 RUN_ENTRIES = (BEST_CHECKPOINT, RESULTS_CSV, METRICS_JSON, SPLIT_NPZ, _RESUME_DIR, "logs",
-               "parity.png", "error_histogram.png")
+               "parity.png", "error_histogram.png", RUN_JSON)
+#: settings that do not change what a run computes (may differ when it is resumed)
+_NOT_DEFINING = ("out_dir", "resume", "overwrite", "progress_bar", "num_workers",
+                 "accelerator", "strategy")
 #: smallest batch used for evaluation (no optimizer step, so larger batches are cheaper)
 EVAL_BATCH_SIZE = 256
 
@@ -658,6 +662,28 @@ def _prepare_out_dir(config: FinetuneConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+def _check_or_record_settings(config: FinetuneConfig) -> None:
+    """Write the settings that define the run to ``run.json``; when resuming, refuse (one
+    line naming them) settings that differ from the recorded ones."""
+    settings = {k: v for k, v in config.to_plain().items() if k not in _NOT_DEFINING}
+    path = config.out_dir / RUN_JSON
+    if config.resume and path.is_file():
+        recorded = json.loads(path.read_text())
+        changed = sorted(k for k in settings.keys() | recorded.keys()
+                         if settings.get(k) != recorded.get(k))
+        if changed:
+            shown = ", ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}"
+                              for k in changed)
+            raise DenoisepotError(
+                f"{path}: --resume with other settings than the run was started with ({shown}); "
+                "resume with the same settings, or pass --overwrite to start again"
+            )
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
 def _strategy(config: FinetuneConfig) -> Any:
     """DDP for several processes (unused parameters allowed: a frozen backbone, or backbone
     outputs the energy does not use); otherwise ``config.strategy`` as given."""
@@ -764,6 +790,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         # with it by a launcher) leave the folder to the first
         _check_out_dir(config)
         _prepare_out_dir(config)
+        _check_or_record_settings(config)
         save_split(config.out_dir / SPLIT_NPZ, split)
     reference = fit_reference_energies(store_path, split["train"])
 
