@@ -12,9 +12,13 @@ instead; its output is re-sorted into the same order.
 
 On a CPU (outside ``torch.jit.trace`` and ``torch.compile``, which must record torch
 operations) the same dense blocks are computed with NumPy, whose per-operation overhead is
-about a microsecond against torch's several; the index tables and masks that depend only on
-the block shape are cached. Both paths round the squared distances the same way (multiply,
-then add; no fused multiply-add), so they give the same graph, at the cutoff too.
+about a microsecond against torch's several: for 32 ethanols the graph is ~15 array
+operations. Measured on a shared, loaded 2-core machine (1 thread, 32 molecules), it is
+3.5-5x faster than the torch path up to 64 atoms and 2.4x at 370 atoms, and 4-8x faster
+than torch-cluster up to 64 atoms, 1.8-2.6x at 370 (``benchmarks/backbone_throughput.py
+--part graph``). The index tables and masks that depend only on the block shape are cached.
+Both paths round the squared distances the same way (multiply, then add; no fused
+multiply-add), so they give the same graph, at the cutoff too.
 """
 
 from __future__ import annotations
@@ -320,7 +324,7 @@ def radius_graph(
     ``batch`` must be sorted (atoms of a molecule contiguous). No neighbour cap. The graph is
     built without gradients: compute edge vectors from ``pos[edge_index]`` so forces flow.
     ``method`` is ``"auto"`` (dense blocks, or torch-cluster where installed and faster),
-    ``"dense"`` or ``"torch_cluster"``.
+    ``"dense"`` (NumPy on a CPU, torch otherwise) or ``"torch_cluster"``.
     """
     _check_method(method)
     if pos.shape[0] == 0:
