@@ -181,6 +181,10 @@ def test_bad_inputs_are_one_line_and_exit_status_one(
     line = _user_error(monkeypatch, capsys, *base, "--backbone", "nonesuch", "--out",
                        tmp_path / "e")
     assert "nonesuch" in line
+    line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--strategy", "fsdp",
+                       "--out", tmp_path / "f")
+    assert "--strategy 'fsdp'" in line
+    assert not (tmp_path / "f").exists()
 
 
 def test_converged_protocol_stops_after_patience_and_keeps_the_best_epoch(

@@ -142,8 +142,15 @@ def register(app: typer.Typer) -> None:
         ] = 0,
         out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/finetune"),
         devices: Annotated[
-            int, typer.Option("--devices", help="Devices (DDP when more than one).")
+            int, typer.Option("--devices", help="Processes per node (DDP when more than one).")
         ] = 1,
+        num_nodes: Annotated[
+            int, typer.Option("--num-nodes", help="Nodes (torchrun or SLURM start them).")
+        ] = 1,
+        strategy: Annotated[
+            str, typer.Option("--strategy", help="auto or ddp (auto: DDP for several "
+                              "processes).")
+        ] = "auto",
         accelerator: Annotated[
             str, typer.Option("--accelerator", help="cpu, gpu or auto.")
         ] = "auto",
@@ -195,7 +202,8 @@ def register(app: typer.Typer) -> None:
             num_workers=num_workers,
             accelerator=accelerator,
             devices=devices,
-            strategy="ddp" if devices > 1 else "auto",
+            num_nodes=num_nodes,
+            strategy=strategy,
             progress_bar=progress,
             resume=resume,
             overwrite=overwrite,

@@ -181,6 +181,10 @@ def _check_config(config: FinetuneConfig) -> None:
         raise DenoisepotError(f"--epochs must be at least 1, got {config.epochs}")
     if config.force_weight < 0:
         raise DenoisepotError(f"--force-weight must be >= 0, got {config.force_weight}")
+    if config.strategy not in ("auto", "ddp"):
+        raise DenoisepotError(f"--strategy {config.strategy!r}: use auto or ddp")
+    if config.devices < 1 or config.num_nodes < 1:
+        raise DenoisepotError("--devices and --num-nodes must be at least 1")
     if config.batch_size < 1 or config.lr <= 0:
         raise DenoisepotError("--batch-size must be >= 1 and the learning rate positive")
 
