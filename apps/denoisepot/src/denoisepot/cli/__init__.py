@@ -7,7 +7,10 @@ itself to ``app`` through ``register(app)``.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import warnings
 
 import typer
 
@@ -47,9 +50,27 @@ def _root(
     """Denoise pretraining on nonequilibrium molecules, then fine-tuning on energies and forces."""
 
 
+#: starts of deprecation notices that libraries we use raise on every run; nothing a user of
+#: denoisepot can act on (no commas or colons: they also travel in PYTHONWARNINGS)
+_LIBRARY_NOTICES = (
+    "`torch.jit.script` is deprecated",  # torch_geometric's import
+    "`isinstance(treespec",  # Lightning's pytree helper on torch's LeafSpec
+)
+
+
+def _silence_library_notices() -> None:
+    """Hide ``_LIBRARY_NOTICES`` here and in worker processes (through PYTHONWARNINGS)."""
+    for start in _LIBRARY_NOTICES:
+        warnings.filterwarnings("ignore", message=re.escape(start), category=FutureWarning)
+    ours = ",".join(f"ignore:{start}:FutureWarning" for start in _LIBRARY_NOTICES)
+    given = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{given},{ours}" if given else ours
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning user errors into one line on stderr
     and exit status 1 (a bug still shows its traceback)."""
+    _silence_library_notices()
     try:
         app()
     except Exception as exc:  # noqa: BLE001 - classified below
