@@ -1,7 +1,13 @@
-"""Fixtures of the cross-package tests: a tiny synthetic store for fine-tuning runs."""
+"""Fixtures of the cross-package tests: a tiny synthetic store for fine-tuning runs, and a
+runner that kills a command with SIGKILL once it reaches a given point."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import ase.io
@@ -30,3 +36,25 @@ def water_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("water")
     ase.io.write(folder / "water.extxyz", frames, format="extxyz")
     return convert([folder / "water.extxyz"], folder / "water.h5")
+
+
+KillWhen = Callable[[list[str], Callable[[], bool]], None]
+
+
+@pytest.fixture
+def kill_9_when() -> KillWhen:
+    """``kill_9_when(command, ready)``: run ``command`` (warnings off, output discarded), poll
+    ``ready()`` until it holds (failing if the command ends first), then SIGKILL it and check
+    that it died of that signal."""
+
+    def run(command: list[str], ready: Callable[[], bool]) -> None:
+        process = subprocess.Popen(command, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while not ready():
+            assert process.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert process.returncode == -signal.SIGKILL
+
+    return run

@@ -6,11 +6,8 @@ an early-stopped one included; a checkpoint write that fails leaves the previous
 from __future__ import annotations
 
 import csv
-import os
-import signal
-import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,23 +75,16 @@ def _assert_same_run(resumed: FinetuneResult, reference: FinetuneResult) -> None
 
 
 def test_kill_9_in_a_later_epoch_then_resume_gives_the_uninterrupted_result(
-    water_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    water_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    kill_9_when: Callable[..., None],
 ) -> None:
     reference = run_finetuning(_config(water_store, tmp_path / "reference"))
     assert reference.epochs_run == _EPOCHS
 
     killed = tmp_path / "killed"
     resume_file = killed / "lightning" / "last.ckpt"
-    process = subprocess.Popen(_command(water_store, killed),
-                               env={**os.environ, "PYTHONWARNINGS": "ignore"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # kill once epochs 0 and 1 are complete: in epoch 2 or a little later
-    while _completed_epoch(resume_file) < 1:
-        assert process.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_9_when(_command(water_store, killed), lambda: _completed_epoch(resume_file) >= 1)
     assert not (killed / "metrics.json").exists()
     completed = _completed_epoch(resume_file)
     assert 1 <= completed < _EPOCHS - 1

@@ -4,10 +4,9 @@ validation loss as an uninterrupted run with the same seed, on the CPU."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,7 +49,7 @@ def _final_val_loss(out: Path) -> float:
 
 
 def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_result(
-    ani1_store: Path, tmp_path: Path
+    ani1_store: Path, tmp_path: Path, kill_9_when: Callable[..., None]
 ) -> None:
     from denoisepot.engine.pretrain import PretrainConfig, run_pretraining
 
@@ -63,15 +62,9 @@ def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_result(
     ))
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_command(ani1_store, killed), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # 20 steps per epoch: kill somewhere in the first epoch, after a few saved steps
-    while _steps_saved(killed / "training_state.pt") < 7:
-        assert process.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
+    kill_9_when(_command(ani1_store, killed),
+                lambda: _steps_saved(killed / "training_state.pt") >= 7)
     assert not (killed / "last.pt").exists()
     saved = _steps_saved(killed / "training_state.pt")
     assert 7 <= saved < 20

@@ -62,6 +62,7 @@ from molgraph_data import (
 )
 
 from ..errors import DenoisepotError
+from .runfile import RUN_FILE, check_same_settings, write_json_atomic
 from .schedule import warmup_plateau_cosine
 
 logger = logging.getLogger("denoisepot.finetune")
@@ -81,9 +82,8 @@ _RESUME_DIR = "lightning"
 RESUME_CHECKPOINT = f"{_RESUME_DIR}/last.ckpt"
 #: files and folders that belong to a run (removed by ``overwrite``; ``data/`` is a cache of
 #: converted release files)
-RUN_JSON = "run.json"
 RUN_ENTRIES = (BEST_CHECKPOINT, RESULTS_CSV, METRICS_JSON, SPLIT_NPZ, _RESUME_DIR, "logs",
-               "parity.png", "error_histogram.png", RUN_JSON)
+               "parity.png", "error_histogram.png", RUN_FILE)
 #: settings that do not change what a run computes (may differ when it is resumed)
 _NOT_DEFINING = ("out_dir", "resume", "overwrite", "progress_bar", "num_workers",
                  "accelerator", "strategy")
@@ -669,23 +669,13 @@ def _prepare_out_dir(config: FinetuneConfig) -> None:
 def _check_or_record_settings(config: FinetuneConfig) -> None:
     """Write the settings that define the run to ``run.json``; when resuming, refuse (one
     line naming them) settings that differ from the recorded ones."""
-    settings = {k: v for k, v in config.to_plain().items() if k not in _NOT_DEFINING}
-    path = config.out_dir / RUN_JSON
+    settings = json.loads(json.dumps(
+        {k: v for k, v in config.to_plain().items() if k not in _NOT_DEFINING}))
+    path = config.out_dir / RUN_FILE
     if config.resume and path.is_file():
-        recorded = json.loads(path.read_text())
-        changed = sorted(k for k in settings.keys() | recorded.keys()
-                         if settings.get(k) != recorded.get(k))
-        if changed:
-            shown = ", ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}"
-                              for k in changed)
-            raise DenoisepotError(
-                f"{path}: --resume with other settings than the run was started with ({shown}); "
-                "resume with the same settings, or pass --overwrite to start again"
-            )
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(settings, indent=1, sort_keys=True))
-    tmp.replace(path)
+        check_same_settings(path, settings)
+    else:
+        write_json_atomic(path, settings)
 
 
 def _strategy(config: FinetuneConfig) -> Any:
@@ -740,6 +730,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
                        train_size=config.train_size)
     world_size = config.devices * config.num_nodes
     train_steps = steps_per_epoch(split["train"].size, config.batch_size, world_size)
+    # a validation set too small for the processes is an error before the folder is touched
     validation_batch_size(split["val"].size, config.batch_size, world_size)
     if config.protocol == "paper":
         max_epochs = config.epochs or paper_epochs

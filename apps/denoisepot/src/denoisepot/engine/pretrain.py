@@ -29,8 +29,8 @@ from typing import Any
 import torch
 
 from ..errors import DenoisepotError
+from .runfile import RUN_FILE, check_same_settings, write_json_atomic
 
-RUN_FILE = "run.json"
 SPLIT_FILE = "split.npz"
 BEST_FILE = "best.pt"
 LAST_FILE = "last.pt"
@@ -157,12 +157,6 @@ def check_config(config: PretrainConfig) -> None:
         raise DenoisepotError(f"--hparam: {config.backbone} rejects these values ({exc})") from None
 
 
-def _write_json_atomic(path: Path, content: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(content, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
 def _resolve_stores(config: PretrainConfig) -> tuple[list[Path], list[Path]]:
     """(source paths, store paths): release files are converted once into the work folder;
     no ``data`` means the built-in dataset."""
@@ -202,16 +196,7 @@ def _prepare_output(config: PretrainConfig) -> dict[str, Any]:
     run_file = out / RUN_FILE
     resume_state = None
     if config.resume and run_file.exists():
-        previous = json.loads(run_file.read_text())
-        differing = sorted(k for k in set(previous) | set(identity)
-                           if previous.get(k) != identity.get(k))
-        if differing:
-            key = differing[0]
-            raise DenoisepotError(
-                f"{run_file}: --resume with other settings than the run in this folder "
-                f"({key}: {previous.get(key)!r} there, {identity.get(key)!r} now); repeat the "
-                "original options or use --overwrite"
-            )
+        check_same_settings(run_file, identity)
         if (out / STATE_FILE).exists():
             resume_state = os.fspath(out / STATE_FILE)
     return {"stores": [os.fspath(p) for p in stores], "identity": identity,
@@ -316,7 +301,7 @@ def run_pretraining(config: PretrainConfig) -> PretrainResult:
             "or add data"
         )
     if is_zero:
-        _write_json_atomic(out / RUN_FILE, plan["identity"])
+        write_json_atomic(out / RUN_FILE, plan["identity"])
         save_splits(out / SPLIT_FILE, splits)
         provenance = [store_provenance(s, Path(src))
                       for s, src in zip(stores, plan["sources"], strict=True)]

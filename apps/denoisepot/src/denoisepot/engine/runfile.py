@@ -1,0 +1,34 @@
+"""``run.json``: the settings that define a pretraining or fine-tuning run, written when the run
+starts and compared when it is resumed, so that a resumed run never mixes two recipes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import DenoisepotError
+
+RUN_FILE = "run.json"
+
+
+def write_json_atomic(path: Path, content: dict[str, Any]) -> None:
+    """Write ``content`` as JSON to a temporary file beside ``path``, then rename it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(content, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def check_same_settings(run_file: Path, settings: dict[str, Any]) -> None:
+    """Raise DenoisepotError, naming every differing setting, if ``settings`` (plain JSON data)
+    differ from those recorded in ``run_file``."""
+    recorded = json.loads(run_file.read_text())
+    changed = sorted(k for k in recorded.keys() | settings.keys()
+                     if recorded.get(k) != settings.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed)
+        raise DenoisepotError(
+            f"{run_file}: --resume with other settings than the run in this folder ({shown}); "
+            "repeat the original options or use --overwrite"
+        )
