@@ -3,9 +3,11 @@
 Perturb positions with Gaussian noise (:func:`perturb`, :func:`conformation_noise`), predict
 the noise with a backbone plus a noise head (:func:`build_noise_head`,
 :class:`DenoisingModel`), and score it with :func:`denoising_loss` beside
-:func:`predict_zero_baseline`.
+:func:`predict_zero_baseline`; :class:`ForceAlignment` measures how much of a force field a
+trained denoiser has learned (Tweedie's formula).
 """
 
+from .diagnostics import ForceAlignment
 from .heads import (
     DenoisingModel,
     DisplacementNoiseHead,
@@ -26,6 +28,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DenoisingModel",
     "DisplacementNoiseHead",
+    "ForceAlignment",
     "GatedEquivariantBlock",
     "GradientNoiseHead",
     "NoiseHead",

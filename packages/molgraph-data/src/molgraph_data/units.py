@@ -20,6 +20,10 @@ KILOCALORIE_IN_J = 4184.0
 KCAL_PER_MOL_IN_EV = KILOCALORIE_IN_J / (AVOGADRO_PER_MOL * ELEMENTARY_CHARGE_C)
 #: 1 eV in kcal/mol
 EV_IN_KCAL_PER_MOL = 1.0 / KCAL_PER_MOL_IN_EV
+#: Boltzmann constant in J/K (exact, SI 2019)
+BOLTZMANN_J_PER_K = 1.380649e-23
+#: Boltzmann constant in eV/K (from the exact constants: 8.617333262...e-5)
+BOLTZMANN_EV_PER_K = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C
 #: 1 eV in meV
 EV_IN_MEV = 1000.0
 
