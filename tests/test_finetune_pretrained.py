@@ -59,3 +59,70 @@ def test_every_backbone_parameter_is_pretrained_and_the_head_is_new(
         torch.testing.assert_close(head_param, scratch_param, msg=name)
     torch.testing.assert_close(potential.head.reference_energies_ev,
                                torch.from_numpy(reference.per_element_ev))
+
+
+def test_denoiser_alignment_matches_a_direct_computation_and_the_cli_writes_it(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`denoisepot evaluate PRETRAIN.pt --data STORE`: the cosine between the denoiser's noise
+    at the clean geometries and the forces, each molecule's mean removed, computed in batches
+    of 16 equals one NumPy pass over the same 40 conformations."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+    from denoise_objective import DenoisingModel, noise_head_from_dict
+    from denoisepot.engine.alignment import denoiser_alignment
+    from equivariant_backbones import backbone_from_dict
+    from molgraph_data import Store, make_dataloader
+    from molgraph_data.units import BOLTZMANN_EV_PER_K
+
+    checkpoint, store = pretrained
+    result = denoiser_alignment(checkpoint, store, np.arange(40), batch_size=16)
+    payload = torch.load(checkpoint, weights_only=True)
+    model = DenoisingModel(backbone_from_dict(payload["backbone"]),
+                           noise_head_from_dict(payload["noise_head"])).eval()
+    batch = next(iter(make_dataloader(store, np.arange(40), 40, shuffle=False, seed=0)))
+    noise = model(batch.z, batch.pos, batch.batch).detach().double().numpy().reshape(40, 9, 3)
+    forces = batch.forces.double().numpy().reshape(40, 9, 3)
+    noise -= noise.mean(axis=1, keepdims=True)
+    forces -= forces.mean(axis=1, keepdims=True)
+    cosine = (noise * forces).sum() / np.sqrt((noise**2).sum() * (forces**2).sum())
+    assert result.cosine == pytest.approx(cosine, rel=1e-5)
+    slope = (noise * forces).sum() / (forces**2).sum()
+    sigma = payload["objective"]["sigma_angstrom"]
+    if slope < 0:
+        assert result.implied_temperature_k == pytest.approx(
+            -sigma**2 / slope / BOLTZMANN_EV_PER_K, rel=1e-5)
+    assert result.n_conformations == 40 and result.baseline > 0 and result.loss > 0
+
+    with Store(store) as opened:
+        total = opened.n_conformations
+    out = tmp_path / "evaluated"
+    done = subprocess.run(
+        [sys.executable, "-m", "denoisepot", "evaluate", str(checkpoint), "--data", str(store),
+         "--out", str(out)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    written = json.loads((out / "alignment.json").read_text())
+    assert written["n_conformations"] == total
+    assert -1.0 <= written["cosine"] <= 1.0 and written["sigma_angstrom"] == sigma
+    assert "cos(predicted noise, forces)" in done.stdout
+
+
+def test_evaluating_a_denoiser_on_a_store_without_forces_is_one_line(
+    pretrained: tuple[Path, Path], shared_data: Path, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    checkpoint, _ = pretrained
+    no_forces = convert([shared_data / "ani1" / "ani_gdb_s01.h5"], tmp_path / "ani1.h5")
+    out = tmp_path / "evaluated"
+    done = subprocess.run(
+        [sys.executable, "-m", "denoisepot", "evaluate", str(checkpoint), "--data",
+         str(no_forces), "--out", str(out)], capture_output=True, text=True, check=False)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "holds no forces" in lines[0] and str(no_forces) in lines[0]
+    assert not (out / "alignment.json").exists()

@@ -1,5 +1,7 @@
 """`denoisepot evaluate CKPT`: test errors of a fine-tuned potential, a parity plot and an
-error histogram."""
+error histogram; for a pretraining checkpoint, its denoising loss on a labelled dataset and how
+well its predicted noise aligns with the dataset's forces (what it learned of the force
+field)."""
 
 from __future__ import annotations
 
@@ -47,7 +49,11 @@ def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(
         checkpoint: Annotated[
-            Path, typer.Argument(help="Fine-tuned checkpoint (best.pt of `denoisepot finetune`).")
+            Path,
+            typer.Argument(
+                help="Fine-tuned checkpoint (best.pt of `denoisepot finetune`), or a pretraining "
+                "checkpoint (best.pt of `denoisepot pretrain`) with --data holding forces."
+            ),
         ],
         data: Annotated[
             Path | None,
@@ -57,11 +63,13 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         split: Annotated[
-            str,
+            str | None,
             typer.Option(
-                "--split", help="train, val, test (rebuilt from the checkpoint's recipe) or all."
+                "--split",
+                help="train, val, test (rebuilt from the checkpoint's recipe) or all; "
+                "default: test (all for a pretraining checkpoint).",
             ),
-        ] = "test",
+        ] = None,
         out: Annotated[
             Path | None,
             typer.Option(
@@ -73,11 +81,16 @@ def register(app: typer.Typer) -> None:
         ] = 256,
     ) -> None:
         """Metrics table (kcal/mol and meV), parity plot and error histogram of a fine-tuned
-        potential."""
+        potential; for a pretrained denoiser, its loss on --data and its alignment with the
+        forces there (Tweedie: the ideal denoiser predicts -(σ²/kT)·F)."""
         from rich.console import Console
 
         from ..engine.finetune import evaluate_checkpoint
 
+        if _checkpoint_kind(checkpoint) == "pretrain":
+            _evaluate_denoiser(checkpoint, data, split or "all", out, batch_size)
+            return
+        split = split or "test"
         out_dir = out if out is not None else checkpoint.parent / f"evaluate-{split}"
         result = evaluate_checkpoint(checkpoint, data, split, out_dir, batch_size=batch_size)
         console = Console()
@@ -89,3 +102,71 @@ def register(app: typer.Typer) -> None:
         )
         for name, path in result.files.items():
             console.print(f"{name}: {path}")
+
+
+def _checkpoint_kind(checkpoint: Path) -> str:
+    from equivariant_backbones import CheckpointError, load_checkpoint
+
+    from ..errors import DenoisepotError
+
+    try:
+        return str(load_checkpoint(checkpoint)["kind"])
+    except CheckpointError as exc:
+        raise DenoisepotError(str(exc)) from None
+
+
+def _evaluate_denoiser(
+    checkpoint: Path, data: Path | None, split: str, out: Path | None, batch_size: int
+) -> None:
+    """Loss and force alignment of a pretraining checkpoint on every conformation of --data;
+    writes alignment.json into --out (default: <checkpoint folder>/evaluate-<data name>)."""
+    import json
+    import os
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from ..engine.alignment import denoiser_alignment
+    from ..engine.finetune import resolve_store
+    from ..errors import DenoisepotError
+
+    if data is None:
+        raise DenoisepotError(
+            f"{checkpoint}: a pretraining checkpoint is evaluated against reference forces; "
+            "pass --data with a store or release file that holds them"
+        )
+    if split != "all":
+        raise DenoisepotError(
+            f"{checkpoint}: --split {split}: a pretraining checkpoint is evaluated on all of "
+            "--data (use --split all or leave it out)"
+        )
+    out_dir = out if out is not None else checkpoint.parent / f"evaluate-{data.stem}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store = resolve_store(data, out_dir / "data")
+    result = denoiser_alignment(checkpoint, store, batch_size=batch_size)
+    loss_unit = "Å²/atom" if result.loss_unit == "Angstrom^2" else "per atom, σ-normalised"
+    table = Table(title=f"pretrained denoiser on {result.n_conformations} conformations")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_row("σ (Å)", f"{result.sigma_angstrom:g}")
+    table.add_row(f"denoising loss ({loss_unit})", f"{result.loss:.4g}")
+    table.add_row("predict-zero baseline", f"{result.baseline:.4g}")
+    table.add_row("cos(predicted noise, forces)", f"{result.cosine:+.3f}")
+    temperature = result.implied_temperature_k
+    table.add_row(
+        "Tweedie temperature (K)", "—" if temperature != temperature else f"{temperature:.0f}"
+    )
+    console = Console()
+    console.print(f"checkpoint: {checkpoint}\ndata: {store}")
+    console.print(table)
+    console.print(
+        "cos -1: the denoiser predicts noise against the forces, as the ideal denoiser of "
+        "Boltzmann samples does (-(σ²/kT)·F); 0: unrelated. The temperature reads kT off the "
+        "least-squares slope; a σ comparable to the thermal amplitude of stiff bonds raises it "
+        "(the ideal denoiser of a harmonic mode of stiffness k gives kT + kσ²)."
+    )
+    path = out_dir / "alignment.json"
+    tmp = out_dir / f".alignment.json.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(result.as_dict(), indent=1))
+    tmp.replace(path)
+    console.print(f"alignment_json: {path}")
