@@ -16,7 +16,7 @@ and fine-tuning; the comparison partitions it within each molecule so that pretr
 sees a fine-tuning conformation (half of each molecule's conformations for each side).
 ``--pretrain-generated N`` adds N GFN2-xTB Langevin-MD geometries (500 K, MD17's temperature)
 of each fine-tuned molecule, made here from its SMILES: pretraining near the target chemistry
-without seeing any rMD17 conformation. After the table, the script prints how well each
+without seeing any rMD17 conformation. With the table, the comparison prints how well each
 pretrained denoiser's predicted noise at the clean rMD17 geometries aligns with the DFT forces
 (Tweedie's formula makes the ideal denoiser's noise -(σ²/kT) F; cos -1 is the force field).
 
@@ -84,38 +84,6 @@ def _generated(molecules: list[str], conformers: int, stores: Path) -> Path:
     recipe = GenerationRecipe(conformers=conformers, sampling="md",
                               temperatures_kelvin=(GENERATED_TEMPERATURE_K,), seed=0)
     return generate_store(specs, recipe, out, description="generating pretraining geometries")
-
-
-def noise_force_alignment(checkpoint: Path, store: Path, max_conformations: int = 1000) -> float:
-    """Cosine between the pretrained denoiser's predicted noise at the store's clean geometries
-    (each molecule's mean removed) and their reference forces, over every component.
-
-    For noise of σ on samples of a Boltzmann distribution, the best denoiser predicts
-    E[noise | x] = -(σ²/kT) F(x) near the data (Tweedie's formula), so a denoiser that learned
-    the force field of its pretraining data scores close to -1 here; 0 means no relation."""
-    import torch
-    from denoise_objective import DenoisingModel, noise_head_from_dict
-    from equivariant_backbones import backbone_from_dict, load_checkpoint
-    from molgraph_data import Store, make_dataloader
-
-    payload = load_checkpoint(checkpoint, expected_kind="pretrain")
-    model = DenoisingModel(backbone_from_dict(payload["backbone"]),
-                           noise_head_from_dict(payload["noise_head"]))
-    model.eval()
-    with Store(store) as opened:
-        count = min(max_conformations, opened.n_conformations)
-    dot = predicted_sq = reference_sq = 0.0
-    with torch.no_grad():
-        for batch in make_dataloader(store, np.arange(count), 256, shuffle=False, seed=0):
-            noise = model(batch.z, batch.pos, batch.batch).double()
-            sums = torch.zeros(int(batch.num_graphs), 3, dtype=noise.dtype).index_add(
-                0, batch.batch, noise)
-            noise = noise - (sums / batch.n_atoms.unsqueeze(1))[batch.batch]
-            forces = batch.forces.double()
-            dot += float((noise * forces).sum())
-            predicted_sq += float((noise * noise).sum())
-            reference_sq += float((forces * forces).sum())
-    return dot / max(np.sqrt(predicted_sq * reference_sq), 1e-300)
 
 
 def main() -> None:
@@ -229,18 +197,6 @@ def main() -> None:
             f"  {p.dataset:>22} {p.backbone:>7} σ={p.sigma:g} n={p.train_size:>4}: "
             f"{ratios.mean():.2f}{spread}"
         )
-    rmd17_stores = [store for store in finetune if store.name.startswith("rmd17_")]
-    if rmd17_stores:
-        print("alignment of the pretrained denoiser with the DFT forces, cos(noise, F) at the "
-              "first 1,000 conformations of each rMD17 store (-1: the force field, 0: none):")
-        for record in result.pretrain_runs:
-            checkpoint = args.out / "runs" / record["run"] / "best.pt"
-            if not checkpoint.is_file():
-                continue
-            cells = "  ".join(f"{store.stem.removeprefix('rmd17_')} "
-                              f"{noise_force_alignment(checkpoint, store):+.2f}"
-                              for store in rmd17_stores)
-            print(f"  {record['run']}: {cells}")
     print(f"report: {result.report}")
 
 

@@ -86,8 +86,15 @@ def test_compare_writes_report_results_and_plots_with_both_rows(finished) -> Non
         "Pretraining cost",
         "How the comparison is fair",
         "never sees",
+        "What the pretrained denoisers learned",
     ):
         assert text in report
+    # the pretrained denoiser measured against the fine-tuning data's xTB forces
+    (alignment,) = result.alignments
+    assert alignment["dataset"] == "tiny" and alignment["sigma"] == 0.2
+    assert -1.0 <= alignment["cosine"] <= 1.0 and alignment["baseline"] > 0
+    assert alignment["n_conformations"] > 0
+    assert f"{alignment['cosine']:+.3f}" in report
     assert [p.name for p in result.plots] == ["data_efficiency_tiny_schnet.png"]
     assert result.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -105,6 +112,7 @@ def test_resume_skips_finished_runs_and_redoes_only_the_missing(finished, monkey
     again = run_compare(config)
     assert calls == [] and again.runs_executed == 0 and again.runs_skipped == 5
     assert again.results_csv.read_text() == first.results_csv.read_text()
+    assert again.alignments == first.alignments
 
     # an interrupted comparison: one fine-tuning never reached the manifest
     manifest_path = config.out / "manifest.json"

@@ -25,6 +25,9 @@ from .data import ComparisonData, FinetuneSet, prepare_data
 from .manifest import Manifest
 
 RUNS_DIR = "runs"
+#: conformations of each fine-tuning dataset (evenly spaced) on which every pretrained
+#: denoiser's alignment with the reference forces is measured
+ALIGNMENT_CONFORMATIONS = 1000
 
 
 @dataclass
@@ -39,6 +42,7 @@ class CompareResult:
     pretrain_runs: list[dict[str, Any]]
     runs_executed: int
     runs_skipped: int
+    alignments: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -358,11 +362,13 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
     finetune_records = [
         {"run": j.name, **manifest.get(j.name)} for j in jobs if j.kind == "finetune"
     ]
+    alignments = denoiser_alignments(data, pretrain_records, manifest)
     report, results_csv, plots = write_outputs(
         config,
         data,
         pretrain_records,
         finetune_records,
+        alignments=alignments,
         command=command,
     )
     return CompareResult(
@@ -374,4 +380,43 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
         pretrain_runs=pretrain_records,
         runs_executed=len(todo),
         runs_skipped=len(jobs) - len(todo),
+        alignments=alignments,
     )
+
+
+def denoiser_alignments(
+    data: ComparisonData, pretrain_records: list[dict[str, Any]], manifest: Manifest
+) -> list[dict[str, Any]]:
+    """For every pretrained backbone and every fine-tuning dataset with forces: the denoiser's
+    loss there and the alignment of its predicted noise with the reference forces (see
+    :mod:`denoisepot.engine.alignment`), on up to ``ALIGNMENT_CONFORMATIONS`` evenly spaced
+    conformations; kept in the manifest so that a rerun does not measure them again."""
+    import numpy as np
+    from molgraph_data import Store
+
+    from ..engine.alignment import denoiser_alignment
+
+    records = []
+    for dataset in data.finetune:
+        with Store(dataset.store) as store:
+            has_forces, total = store.has_forces, store.n_conformations
+        if not has_forces or total == 0:
+            continue
+        indices = np.unique(
+            np.linspace(0, total - 1, min(total, ALIGNMENT_CONFORMATIONS)).astype(np.int64)
+        )
+        for pretrain in pretrain_records:
+            name = f"alignment-{pretrain['run']}-{dataset.name}"
+            record = manifest.get(name)
+            if record is None:
+                result = denoiser_alignment(Path(pretrain["checkpoint"]), dataset.store, indices)
+                record = {
+                    "backbone": pretrain["backbone"],
+                    "sigma": pretrain["sigma"],
+                    "dataset": dataset.name,
+                    "pretrain_run": pretrain["run"],
+                    **result.as_dict(),
+                }
+                manifest.add(name, record)
+            records.append(record)
+    return records

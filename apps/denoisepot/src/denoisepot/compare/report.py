@@ -283,6 +283,7 @@ def write_report(
     finetune_records: Sequence[dict[str, Any]],
     plots: Sequence[Path],
     *,
+    alignments: Sequence[dict[str, Any]] = (),
     command: str | None,
 ) -> Path:
     """Write report.md: a table per fine-tuning dataset, the pretraining cost, how the
@@ -339,6 +340,29 @@ def write_report(
         ),
         "",
     ]
+    if alignments:
+        lines += [
+            "## What the pretrained denoisers learned",
+            "",
+            "Each pretrained denoiser on the fine-tuning data (never seen in pretraining), up "
+            "to 1,000 evenly spaced conformations: its denoising loss there against predicting "
+            "zero, and the cosine between its predicted noise at the clean geometries and the "
+            "reference forces, each molecule's mean removed. By Tweedie's formula the ideal "
+            "denoiser of Boltzmann samples predicts −(σ²/kT)·F: a cosine near −1 means the "
+            "denoiser learned the force field, 0 that it learned nothing of it. The Tweedie "
+            "temperature reads kT off the least-squares slope; a σ comparable to the thermal "
+            "amplitude of stiff bonds raises it (a harmonic mode of stiffness k gives kT + kσ²).",
+            "",
+            _markdown_table(
+                ["backbone", "σ (Å)", "dataset", "conformations", "loss", "predict-zero",
+                 "cos(noise, F)", "Tweedie T (K)"],
+                [[a["backbone"], f"{a['sigma']:g}", a["dataset"], str(a["n_conformations"]),
+                  f"{a['loss']:.4g}", f"{a['baseline']:.4g}", f"{a['cosine']:+.3f}",
+                  _temperature(a.get("implied_temperature_k"))]
+                 for a in alignments],
+            ),
+            "",
+        ]
     if data.generation_seconds > 1.0:
         lines += [
             f"Generating the built-in dataset took {data.generation_seconds:.0f} s "
@@ -393,6 +417,25 @@ def write_report(
     return path
 
 
+def _temperature(kelvin: float | None) -> str:
+    return "—" if kelvin is None or kelvin != kelvin else f"{kelvin:.0f}"
+
+
+def print_alignments(alignments: Sequence[dict[str, Any]]) -> None:
+    """One line per pretrained denoiser and fine-tuning dataset: its alignment with the
+    forces (cos -1: the force field, 0: none) and its Tweedie temperature."""
+    if not alignments:
+        return
+    print("pretrained denoiser vs the fine-tuning data's forces "
+          "(cos -1: learned the force field, 0: nothing of it):")
+    for a in alignments:
+        print(
+            f"  {a['backbone']} σ={a['sigma']:g} on {a['dataset']}: cos {a['cosine']:+.2f}, "
+            f"Tweedie T {_temperature(a.get('implied_temperature_k'))} K, loss "
+            f"{a['loss']:.3g} vs predict-zero {a['baseline']:.3g}"
+        )
+
+
 def print_table(data: ComparisonData, finetune_records: Sequence[dict[str, Any]]) -> None:
     """Print one table per fine-tuning dataset to the terminal (rich), short column names."""
     from rich.console import Console
@@ -434,6 +477,7 @@ def write_outputs(
     pretrain_records: Sequence[dict[str, Any]],
     finetune_records: Sequence[dict[str, Any]],
     *,
+    alignments: Sequence[dict[str, Any]] = (),
     command: str | None,
 ) -> tuple[Path, Path, list[Path]]:
     """Write results.csv, the plots and report.md into ``config.out``; print the tables."""
@@ -448,7 +492,9 @@ def write_outputs(
         pretrain_records,
         finetune_records,
         plots,
+        alignments=alignments,
         command=command,
     )
     print_table(data, finetune_records)
+    print_alignments(alignments)
     return report, results, plots
