@@ -96,6 +96,12 @@ def test_denoiser_alignment_matches_a_direct_computation_and_the_cli_writes_it(
         assert result.implied_temperature_k == pytest.approx(
             -sigma**2 / slope / BOLTZMANN_EV_PER_K, rel=1e-5)
     assert result.n_conformations == 40 and result.baseline > 0 and result.loss > 0
+    # SchNet's gradient head: noise = -dU/dx; U against the DFT energies (one molecule here)
+    with torch.no_grad():
+        u = model.head.energy(model.backbone(batch.z, batch.pos, batch.batch).scalar)
+    u = u.double().numpy().reshape(40, 9).sum(axis=1)
+    energy = batch.energy.double().numpy()
+    assert result.energy_correlation == pytest.approx(np.corrcoef(u, energy)[0, 1], rel=1e-5)
 
     with Store(store) as opened:
         total = opened.n_conformations

@@ -93,7 +93,7 @@ def test_compare_writes_report_results_and_plots_with_both_rows(finished) -> Non
     (alignment,) = result.alignments
     assert alignment["dataset"] == "tiny" and alignment["sigma"] == 0.2
     assert -1.0 <= alignment["cosine"] <= 1.0 and alignment["baseline"] > 0
-    assert alignment["n_conformations"] > 0
+    assert alignment["n_conformations"] > 0 and -1.0 <= alignment["energy_correlation"] <= 1.0
     assert f"{alignment['cosine']:+.3f}" in report
     assert [p.name for p in result.plots] == ["data_efficiency_tiny_schnet.png"]
     assert result.plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

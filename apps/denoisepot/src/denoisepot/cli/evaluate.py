@@ -156,6 +156,8 @@ def _evaluate_denoiser(
     table.add_row(
         "Tweedie temperature (K)", "—" if temperature != temperature else f"{temperature:.0f}"
     )
+    if result.energy_correlation == result.energy_correlation:
+        table.add_row("corr(head scalar U, energy)", f"{result.energy_correlation:+.3f}")
     console = Console()
     console.print(f"checkpoint: {checkpoint}\ndata: {store}")
     console.print(table)
@@ -163,7 +165,9 @@ def _evaluate_denoiser(
         "cos -1: the denoiser predicts noise against the forces, as the ideal denoiser of "
         "Boltzmann samples does (-(σ²/kT)·F); 0: unrelated. The temperature reads kT off the "
         "least-squares slope; a σ comparable to the thermal amplitude of stiff bonds raises it "
-        "(the ideal denoiser of a harmonic mode of stiffness k gives kT + kσ²)."
+        "(the ideal denoiser of a harmonic mode of stiffness k gives kT + kσ²). A gradient head "
+        "predicts the noise as -∂U/∂x̃; the ideal U is -(σ²/kT)·E, so corr(U, E) within each "
+        "molecule near -1 means the denoiser holds the energy surface."
     )
     path = out_dir / "alignment.json"
     tmp = out_dir / f".alignment.json.{os.getpid()}.tmp"

@@ -351,14 +351,18 @@ def write_report(
             "denoiser of Boltzmann samples predicts −(σ²/kT)·F: a cosine near −1 means the "
             "denoiser learned the force field, 0 that it learned nothing of it. The Tweedie "
             "temperature reads kT off the least-squares slope; a σ comparable to the thermal "
-            "amplitude of stiff bonds raises it (a harmonic mode of stiffness k gives kT + kσ²).",
+            "amplitude of stiff bonds raises it (a harmonic mode of stiffness k gives kT + kσ²). "
+            "A gradient noise head predicts the noise as −∂U/∂x̃ of a learned scalar U, whose "
+            "ideal is −(σ²/kT)·E: corr(U, E) is its correlation with the reference energies "
+            "within each molecule (−1: the denoiser holds the energy surface).",
             "",
             _markdown_table(
                 ["backbone", "σ (Å)", "dataset", "conformations", "loss", "predict-zero",
-                 "cos(noise, F)", "Tweedie T (K)"],
+                 "cos(noise, F)", "Tweedie T (K)", "corr(U, E)"],
                 [[a["backbone"], f"{a['sigma']:g}", a["dataset"], str(a["n_conformations"]),
                   f"{a['loss']:.4g}", f"{a['baseline']:.4g}", f"{a['cosine']:+.3f}",
-                  _temperature(a.get("implied_temperature_k"))]
+                  _temperature(a.get("implied_temperature_k")),
+                  _signed(a.get("energy_correlation"))]
                  for a in alignments],
             ),
             "",
@@ -421,6 +425,10 @@ def _temperature(kelvin: float | None) -> str:
     return "—" if kelvin is None or kelvin != kelvin else f"{kelvin:.0f}"
 
 
+def _signed(value: float | None) -> str:
+    return "—" if value is None or value != value else f"{value:+.3f}"
+
+
 def print_alignments(alignments: Sequence[dict[str, Any]]) -> None:
     """One line per pretrained denoiser and fine-tuning dataset: its alignment with the
     forces (cos -1: the force field, 0: none) and its Tweedie temperature."""
@@ -431,7 +439,8 @@ def print_alignments(alignments: Sequence[dict[str, Any]]) -> None:
     for a in alignments:
         print(
             f"  {a['backbone']} σ={a['sigma']:g} on {a['dataset']}: cos {a['cosine']:+.2f}, "
-            f"Tweedie T {_temperature(a.get('implied_temperature_k'))} K, loss "
+            f"Tweedie T {_temperature(a.get('implied_temperature_k'))} K, "
+            f"corr(U, E) {_signed(a.get('energy_correlation'))}, loss "
             f"{a['loss']:.3g} vs predict-zero {a['baseline']:.3g}"
         )
 

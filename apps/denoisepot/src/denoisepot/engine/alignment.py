@@ -4,6 +4,12 @@ reference forces (``denoise_objective.ForceAlignment``: Tweedie's formula makes 
 denoiser of Boltzmann samples predict ``-(σ²/kT) F``, so cos → -1 means it learned the force
 field, and the slope gives an effective temperature).
 
+A gradient noise head (SchNet, SE(3)-Transformer) predicts the noise as ``-∂U/∂x̃`` of a
+learned scalar ``U``; the same formula makes the ideal ``U = -(σ²/kT) E + const`` within each
+molecule, so the correlation of ``U`` with the reference energies over the conformations of
+each molecule (pooled) says how much of the energy surface the denoiser holds: ``-1`` all of
+it, ``0`` none.
+
 Used by ``denoisepot evaluate`` on a pretraining checkpoint and by ``denoisepot compare`` for
 every pretrained backbone and fine-tuning dataset.
 """
@@ -28,7 +34,9 @@ class DenoiserAlignment:
     checkpoint's σ and the predict-zero loss (Å² per atom, or dimensionless for a σ-normalised
     target); ``cosine``: cos(predicted noise at the clean geometries, reference forces), each
     molecule's mean removed; ``implied_temperature_k``: Tweedie's effective temperature from
-    the least-squares slope (NaN when the slope is not negative)."""
+    the least-squares slope (NaN when the slope is not negative); ``energy_correlation``: the
+    within-molecule correlation of a gradient head's scalar ``U`` with the reference energies
+    (NaN for other heads or when no molecule has two conformations)."""
 
     checkpoint: str
     store: str
@@ -39,6 +47,7 @@ class DenoiserAlignment:
     loss_unit: str
     cosine: float
     implied_temperature_k: float
+    energy_correlation: float
 
     def as_dict(self) -> dict:
         """Plain data (JSON); NaN becomes None."""
@@ -60,6 +69,7 @@ def denoiser_alignment(
     from denoise_objective import (
         DenoisingModel,
         ForceAlignment,
+        GradientNoiseHead,
         conformation_noise,
         denoising_loss,
         noise_head_from_dict,
@@ -93,6 +103,10 @@ def denoiser_alignment(
     model.eval()
     alignment = ForceAlignment()
     sums = np.zeros(3)
+    gradient_head = isinstance(model.head, GradientNoiseHead)
+    scalars: list[np.ndarray] = []
+    energies: list[np.ndarray] = []
+    molecules: list[np.ndarray] = []
     with torch.no_grad():
         for batch in make_dataloader(store, indices, batch_size, shuffle=False, seed=0):
             noise = conformation_noise(batch.conf_id, batch.batch, sigma, seed=seed,
@@ -104,6 +118,13 @@ def denoiser_alignment(
                                                    sigma_angstrom=target_sigma, reduction="sum"))
             sums[2] += batch.num_nodes
             alignment.update(model(batch.z, batch.pos, batch.batch), batch.forces, batch.batch)
+            if gradient_head:
+                atom_u = model.head.energy(model.backbone(batch.z, batch.pos, batch.batch).scalar)
+                u = torch.zeros(int(batch.num_graphs), dtype=torch.float64).index_add(
+                    0, batch.batch, atom_u.squeeze(-1).double())
+                scalars.append(u.numpy())
+                energies.append(batch.energy.double().numpy())
+                molecules.append(batch.mol_id.numpy())
     kt = alignment.implied_kt(sigma, normalised_target=normalised)
     return DenoiserAlignment(
         checkpoint=str(checkpoint),
@@ -115,4 +136,19 @@ def denoiser_alignment(
         loss_unit="dimensionless" if normalised else "Angstrom^2",
         cosine=alignment.cosine,
         implied_temperature_k=kt / BOLTZMANN_EV_PER_K,
+        energy_correlation=(
+            within_molecule_correlation(np.concatenate(scalars), np.concatenate(energies),
+                                        np.concatenate(molecules))
+            if gradient_head else math.nan
+        ),
     )
+
+
+def within_molecule_correlation(x: np.ndarray, y: np.ndarray, molecule: np.ndarray) -> float:
+    """Pearson correlation of ``x`` and ``y`` after removing each molecule's means (pooled over
+    molecules); NaN when nothing varies."""
+    _, groups, counts = np.unique(molecule, return_inverse=True, return_counts=True)
+    x = x - (np.bincount(groups, weights=x) / counts)[groups]
+    y = y - (np.bincount(groups, weights=y) / counts)[groups]
+    norm = math.sqrt(float(x @ x) * float(y @ y))
+    return float(x @ y) / norm if norm > 0.0 else math.nan
