@@ -159,7 +159,8 @@ def test_bad_inputs_are_one_line_and_exit_status_one(
     payload = torch.load(finetuned / "best.pt", weights_only=True)
     atomic_torch_save({**payload, "kind": "pretrain"}, tmp_path / "pre.pt")
     line = _user_error(monkeypatch, capsys, "evaluate", tmp_path / "pre.pt")
-    assert "pretrain checkpoint, but a finetune checkpoint is needed" in line
+    assert "a pretraining checkpoint is evaluated against reference forces" in line
+    assert "pass --data" in line
     atomic_torch_save({**payload, "format_version": 2}, tmp_path / "v2.pt")
     line = _user_error(monkeypatch, capsys, "evaluate", tmp_path / "v2.pt")
     assert "format version 2" in line and str(tmp_path / "v2.pt") in line
@@ -200,3 +201,19 @@ def test_converged_protocol_stops_after_patience_and_keeps_the_best_epoch(
     payload = torch.load(result.best_checkpoint, weights_only=True)
     assert payload["epoch"] == result.best_epoch
     assert payload["recipe"]["protocol"] == "converged"
+
+
+def test_lightning_cloud_adverts_are_dropped_and_other_notices_kept(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from denoisepot.engine.finetune import _hide_lightning_adverts
+    from lightning.pytorch.utilities import rank_zero_info
+
+    _hide_lightning_adverts()
+    _hide_lightning_adverts()  # idempotent: one filter
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"):
+        rank_zero_info("💡 Tip: For seamless cloud logging, try installing something")
+        rank_zero_info("GPU available: False")
+    assert "GPU available: False" in caplog.text and "Tip" not in caplog.text

@@ -67,6 +67,20 @@ from .schedule import warmup_plateau_cosine
 
 logger = logging.getLogger("denoisepot.finetune")
 
+
+class _NoAdverts(logging.Filter):
+    """Drops the "💡 Tip: try installing ..." notices Lightning logs on every Trainer: they
+    advertise cloud services and tell a denoisepot user nothing about their run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+def _hide_lightning_adverts() -> None:
+    target = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in target.filters):
+        target.addFilter(_NoAdverts())
+
 PROTOCOLS = ("paper", "converged")
 SPLITS = ("conformation", "molecule", "official")
 #: paper protocol: fixed epochs by source format (ANI: 10; SPICE, ISO17 and others: 50)
@@ -756,6 +770,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
             monitor="val_loss", patience=config.patience, mode="min", check_finite=True))
     if config.progress_bar:
         callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=True))
+    _hide_lightning_adverts()
     trainer = L.Trainer(
         max_epochs=max_epochs,
         limit_train_batches=train_steps,
