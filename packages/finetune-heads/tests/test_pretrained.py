@@ -95,3 +95,55 @@ def test_a_finetuned_or_foreign_version_checkpoint_is_refused(
     _pretrain_checkpoint(tmp_path / "v9.pt", schnet_hparams, format_version=9)
     with pytest.raises(CheckpointError, match="format version 9"):
         load_pretrained_backbone(tmp_path / "v9.pt")
+
+
+def _gradient_head_state(in_features: int, hidden: int, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "energy.0.weight": torch.randn(hidden, in_features, generator=generator),
+        "energy.0.bias": torch.randn(hidden, generator=generator),
+        "energy.2.weight": torch.randn(1, hidden, generator=generator),
+        "energy.2.bias": torch.randn(1, generator=generator),
+    }
+
+
+def test_the_energy_head_starts_as_the_denoisers_scalar_then_scales_to_a_line(
+    tmp_path: Path,
+) -> None:
+    from finetune_heads import EnergyHead, load_denoiser_energy, scale_energy_head
+
+    state = _gradient_head_state(16, 8, seed=4)
+    _pretrain_checkpoint(tmp_path / "pre.pt", {"hidden_channels": 16, "num_filters": 16},
+                         noise_head={"kind": "gradient", "hparams": {}, "state_dict": state})
+    reference = torch.zeros(119, dtype=torch.float64)
+    reference[[1, 6, 8]] = torch.tensor([-13.6, -1029.0, -2041.0], dtype=torch.float64)
+    head = EnergyHead(16, hidden_features=8, reference_energies_ev=reference,
+                      residual_scale_ev=0.3, residual_shift_ev=-0.05)
+    load_denoiser_energy(head, tmp_path / "pre.pt")
+    features = torch.randn(7, 16, generator=torch.Generator().manual_seed(1))
+    z = torch.tensor([8, 1, 1, 6, 1, 1, 1])
+    batch = torch.tensor([0, 0, 0, 1, 1, 1, 1])
+    u_atoms = torch.nn.functional.silu(features @ state["energy.0.weight"].T
+                                       + state["energy.0.bias"]) @ state["energy.2.weight"].T
+    u = torch.zeros(2, dtype=torch.float64).index_add(
+        0, batch, (u_atoms.squeeze(-1) + state["energy.2.bias"]).double())
+    scale_energy_head(head, slope_ev=-2.5, shift_ev_per_atom=0.125)
+    expected = (torch.zeros(2, dtype=torch.float64).index_add(0, batch, reference[z])
+                - 2.5 * u + 0.125 * torch.tensor([3.0, 4.0], dtype=torch.float64))
+    torch.testing.assert_close(head(features, z, batch, 2), expected, rtol=1e-6, atol=1e-5)
+
+
+def test_only_a_fitting_gradient_noise_head_can_start_the_energy_head(tmp_path: Path) -> None:
+    from finetune_heads import EnergyHead, load_denoiser_energy
+
+    hparams = {"hidden_channels": 16, "num_filters": 16}
+    _pretrain_checkpoint(tmp_path / "vector.pt", hparams,
+                         noise_head={"kind": "vector", "hparams": {}, "state_dict": {}})
+    with pytest.raises(CheckpointError, match="only a gradient noise head"):
+        load_denoiser_energy(EnergyHead(16, hidden_features=8), tmp_path / "vector.pt")
+    _pretrain_checkpoint(tmp_path / "grad.pt", hparams, noise_head={
+        "kind": "gradient", "hparams": {}, "state_dict": _gradient_head_state(16, 8, seed=0)})
+    for head in (EnergyHead(16, hidden_features=12), EnergyHead(16, hidden_features=8,
+                                                                readout="sum_then_mlp")):
+        with pytest.raises(CheckpointError, match="does not fit the energy head"):
+            load_denoiser_energy(head, tmp_path / "grad.pt")

@@ -13,7 +13,13 @@ from .export import ExportError, export_torchscript
 from .head import NUM_ELEMENT_SLOTS, READOUTS, EnergyHead
 from .metrics import EV_IN_MEV, ErrorMetrics, MetricAccumulator, error_metrics
 from .potential import Potential, parameter_groups, set_backbone_trainable
-from .pretrained import PretrainedBackbone, UnseenElementsWarning, load_pretrained_backbone
+from .pretrained import (
+    PretrainedBackbone,
+    UnseenElementsWarning,
+    load_denoiser_energy,
+    load_pretrained_backbone,
+    scale_energy_head,
+)
 
 __version__ = "0.1.0"
 
@@ -34,7 +40,9 @@ __all__ = [
     "error_metrics",
     "export_torchscript",
     "load_finetuned",
+    "load_denoiser_energy",
     "load_pretrained_backbone",
+    "scale_energy_head",
     "parameter_groups",
     "potential_from_checkpoint",
     "potential_to_checkpoint",

@@ -22,6 +22,8 @@ from equivariant_backbones import (
     load_checkpoint,
 )
 
+from .head import EnergyHead
+
 logger = logging.getLogger("finetune_heads")
 
 _MAX_KEYS_SHOWN = 8
@@ -118,3 +120,56 @@ def load_pretrained_backbone(
             )
     return PretrainedBackbone(backbone=backbone, path=path, dropped_keys=dropped,
                               pretrain_elements=seen, unseen_elements=unseen)
+
+
+def load_denoiser_energy(head: EnergyHead, path: str | os.PathLike[str]) -> None:
+    """Copy the scalar ``U`` of the gradient noise head in the pretraining checkpoint ``path``
+    into the energy ``head``'s per-atom MLP, so that the head's residual starts as ``U``.
+
+    A gradient noise head predicts the noise as ``-∂U/∂x̃`` with ``U`` a per-atom
+    ``Linear -> SiLU -> Linear`` summed over atoms; by Tweedie's formula its ideal is
+    ``-(σ²/kT) E`` up to a constant, so ``U`` is an energy surface in the wrong units and sign.
+    The caller scales it (:func:`scale_energy_head`). Needs the ``per_atom`` readout with two
+    layers of the noise head's width; anything else is a :class:`CheckpointError` naming the
+    file."""
+    import torch
+
+    path = Path(path)
+    payload = load_checkpoint(path, expected_kind="pretrain")
+    noise_head = payload.get("noise_head") or {}
+    if noise_head.get("kind") != "gradient":
+        raise CheckpointError(
+            f"{path}: its noise head is {noise_head.get('kind', 'unknown')!r}; only a gradient "
+            "noise head (SchNet, SE(3)-Transformer) holds an energy to start the energy head from"
+        )
+    state = noise_head["state_dict"]
+    layers = [m for m in head.mlp if isinstance(m, torch.nn.Linear)]
+    wanted = {"energy.0.weight": layers[0].weight, "energy.0.bias": layers[0].bias}
+    if len(layers) == 2:
+        wanted |= {"energy.2.weight": layers[1].weight, "energy.2.bias": layers[1].bias}
+    if (not head.per_atom or len(layers) != 2 or set(state) != set(wanted)
+            or any(state[k].shape != v.shape for k, v in wanted.items())):
+        shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in sorted(state.items()))
+        raise CheckpointError(
+            f"{path}: its noise head ({shapes}) does not fit the energy head (readout "
+            f"{head.hparams['readout']}, {head.hparams['num_layers']} layers of "
+            f"{head.hparams['hidden_features']}); use the per_atom readout and the default "
+            "head size"
+        )
+    with torch.no_grad():
+        for key, parameter in wanted.items():
+            parameter.copy_(state[key])
+    logger.info("%s: energy head starts from the gradient noise head's scalar U", path)
+
+
+def scale_energy_head(head: EnergyHead, slope_ev: float, shift_ev_per_atom: float) -> None:
+    """Make a per-atom head whose MLP sums to ``U`` predict ``ref + slope · U + shift · n``
+    (eV), by scaling and shifting the MLP's last layer (the residual buffers stay)."""
+    import torch
+
+    last = [m for m in head.mlp if isinstance(m, torch.nn.Linear)][-1]
+    scale = float(head.residual_scale_ev)
+    offset = (shift_ev_per_atom - float(head.residual_shift_ev)) / scale
+    with torch.no_grad():
+        last.weight.mul_(slope_ev / scale)
+        last.bias.mul_(slope_ev / scale).add_(offset)
