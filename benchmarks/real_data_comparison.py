@@ -125,6 +125,13 @@ def main() -> None:
         action="store_true",
         help="fine-tune on energies only (the paper's setting)",
     )
+    parser.add_argument(
+        "--pretrained-head",
+        choices=("new", "denoiser"),
+        default="new",
+        help="the pretrained row's energy head: new, or from the denoiser's gradient head "
+        "(least-squares scaled on the training labels)",
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("real-data-comparison"))
     args = parser.parse_args()
@@ -186,6 +193,7 @@ def main() -> None:
         pretrain_batch_size=settings["pretrain_batch_size"],
         workers=args.workers,
         forces=False if args.energy_only else None,
+        pretrained_head=args.pretrained_head,
     )
     result = run_compare(config, command=shlex.join(["python", *sys.argv]))
     print("pretrained / from-scratch test energy MAE, seed by seed:")

@@ -132,3 +132,56 @@ def test_evaluating_a_denoiser_on_a_store_without_forces_is_one_line(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "holds no forces" in lines[0] and str(no_forces) in lines[0]
     assert not (out / "alignment.json").exists()
+
+
+@pytest.mark.parametrize("use_forces", [False, True])
+def test_head_from_the_denoiser_is_its_scalar_fitted_to_the_training_labels(
+    pretrained: tuple[Path, Path], tmp_path: Path, use_forces: bool
+) -> None:
+    """`--head-init denoiser`: the energy head starts as slope·U + shift·n (+ reference
+    energies) with U the denoiser's gradient-head scalar; energy-only, slope and shift are the
+    least-squares fit to the training energies (residuals orthogonal to U and n); with forces,
+    the slope is the least-squares fit of -slope·∂U/∂x to the training forces."""
+    import numpy as np
+    from denoise_objective import noise_head_from_dict
+    from denoisepot.engine.finetune import transfer_denoiser_head
+    from molgraph_data import make_dataloader
+
+    checkpoint, store = pretrained
+    train = np.arange(0, 60, 2)
+    reference = fit_reference_energies(store, train)
+    potential = build_potential(
+        FinetuneConfig(out_dir=tmp_path, init_checkpoint=checkpoint, seed=1), reference,
+        [1, 6, 8])
+    slope, shift = transfer_denoiser_head(potential, checkpoint, store, train,
+                                          use_forces=use_forces)
+    potential.eval()
+    potential.compute_forces = False
+    payload = torch.load(checkpoint, weights_only=True)
+    noise_head = noise_head_from_dict(payload["noise_head"])
+    batch = next(iter(make_dataloader(store, train, 64, shuffle=False, seed=0)))
+    pos = batch.pos.clone().requires_grad_(True)
+    u_atoms = noise_head.energy(potential.backbone(batch.z, pos, batch.batch).scalar)
+    (gradient,) = torch.autograd.grad(u_atoms.sum(), pos)
+    u = u_atoms.detach().double().reshape(30, 9).sum(dim=1)
+    predicted = potential(batch.z, batch.pos, batch.batch, 30)["energy"].double()
+    references = potential.head.reference_energies_ev[batch.z].reshape(30, 9).sum(dim=1)
+    torch.testing.assert_close(predicted, references + slope * u + shift * 9, rtol=0, atol=1e-4)
+    residual = batch.energy.double() - predicted
+    if use_forces:
+        g, f = gradient.double(), batch.forces.double()
+        assert slope == pytest.approx(float(-(g * f).sum() / (g * g).sum()), rel=1e-4)
+        assert float(residual.mean()) == pytest.approx(0.0, abs=1e-6)
+    else:
+        assert float((residual * (u - u.mean())).sum()) == pytest.approx(0.0, abs=1e-6)
+        assert float(residual.mean()) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_head_from_the_denoiser_needs_a_pretrained_backbone(tmp_path: Path) -> None:
+    from denoisepot.engine.finetune import _check_config
+    from denoisepot.errors import DenoisepotError
+
+    with pytest.raises(DenoisepotError, match="--head-init denoiser .* give its checkpoint"):
+        _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="denoiser"))
+    with pytest.raises(DenoisepotError, match="--head-init 'copy'"):
+        _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="copy"))

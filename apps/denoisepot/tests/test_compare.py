@@ -151,6 +151,27 @@ def test_both_rows_share_every_setting_but_the_starting_weights(tiny_store, tmp_
     assert len({j.name for j in jobs}) == len(jobs)
 
 
+def test_a_head_from_the_denoiser_changes_only_the_pretrained_rows(tiny_store, tmp_path) -> None:
+    """--pretrained-head denoiser: the pretrained rows get head_init "denoiser" (new run names,
+    marked), the from-scratch rows and the pretraining keep their names; the default leaves
+    every run name as it was before the option existed."""
+    config = _config(tiny_store, tmp_path / "head")
+    data = prepare_data(config)
+    plain = orchestrate.plan_jobs(config, data, progress=False)
+    transferred = orchestrate.plan_jobs(
+        dataclasses.replace(config, pretrained_head="denoiser"), data, progress=False
+    )
+    for before, after in zip(plain, transferred, strict=True):
+        if before.meta.get("row") == "pretrained":
+            assert after.config.head_init == "denoiser" and before.config.head_init == "new"
+            assert before.name != after.name and "-headdenoiser-" in after.name
+        else:
+            assert before.name == after.name
+    assert all("head_init" not in orchestrate._settings(j.config) for j in plain)
+    with pytest.raises(DenoisepotError, match="--pretrained-head 'copy'"):
+        dataclasses.replace(config, pretrained_head="copy").check()
+
+
 def test_shared_store_is_partitioned_so_pretraining_never_sees_finetuning(
     tiny_store, tmp_path
 ) -> None:

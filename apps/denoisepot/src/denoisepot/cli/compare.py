@@ -132,6 +132,15 @@ def compare(
         bool, typer.Option("--energy-only", help="Fine-tune on energies only (the paper's).")
     ] = False,
     force_weight: Annotated[float, typer.Option("--force-weight")] = _D.force_weight,
+    pretrained_head: Annotated[
+        str,
+        typer.Option(
+            "--pretrained-head",
+            help="The pretrained row's energy head: new (as from scratch) or denoiser (from the "
+            "gradient noise head's scalar, least-squares scaled on the training labels; SchNet "
+            "and the SE(3)-Transformer).",
+        ),
+    ] = _D.pretrained_head,
     cache_dir: Annotated[
         Path | None,
         typer.Option(
@@ -169,6 +178,7 @@ def compare(
         finetune_lr=lr,
         forces=False if energy_only else None,
         force_weight=force_weight,
+        pretrained_head=pretrained_head,
         cache_dir=cache_dir,
     )
     result = run_compare(config, command=shlex.join(["denoisepot", *sys.argv[1:]]))

@@ -137,6 +137,15 @@ def register(app: typer.Typer) -> None:
                 "--readout", help="per_atom (size-extensive) or sum_then_mlp (the paper's)."
             ),
         ] = "per_atom",
+        head_init: Annotated[
+            str,
+            typer.Option(
+                "--head-init",
+                help="new (a fresh energy head) or denoiser (with --from: start from the "
+                "gradient noise head's scalar U, which Tweedie's formula makes an energy, scaled "
+                "to the training labels by least squares).",
+            ),
+        ] = "new",
         seed: Annotated[
             int, typer.Option("--seed", help="Seed of split, subset and initialisation.")
         ] = 0,
@@ -197,6 +206,7 @@ def register(app: typer.Typer) -> None:
             lr=lr,
             backbone_lr_factor=backbone_lr_factor,
             freeze_backbone_epochs=freeze_backbone_epochs,
+            head_init=head_init,
             readout=readout,
             seed=seed,
             num_workers=num_workers,

@@ -14,6 +14,9 @@ from ..errors import DenoisepotError
 PROTOCOLS = ("converged", "paper")
 SCALES = ("small", "paper")
 SPLITS = ("auto", "conformation", "molecule", "official")
+#: the pretrained row's energy head: "new" (as the from-scratch row's) or "denoiser" (from the
+#: gradient noise head; see denoisepot.engine.finetune.transfer_denoiser_head)
+HEAD_INITS = ("new", "denoiser")
 
 #: reduced hyperparameters for CPU runs ("small" scale); "paper" uses the registry defaults
 SMALL_HPARAMS: dict[str, dict[str, Any]] = {
@@ -43,7 +46,9 @@ SMALL_HPARAMS: dict[str, dict[str, Any]] = {
 class CompareConfig:
     """A comparison: for every backbone and σ (Å) one pretraining, then for every training-set
     size and seed one fine-tuning from the pretrained backbone and one from scratch, with the
-    same recipe, on every fine-tuning dataset. Empty ``pretrain_data`` / ``finetune_data``
+    same recipe, on every fine-tuning dataset. ``pretrained_head="denoiser"`` starts the
+    pretrained row's energy head from its denoiser (the one difference the rows may have
+    besides the backbone's weights, and it is reported). Empty ``pretrain_data`` / ``finetune_data``
     mean the built-in set. ``finetune_split`` "auto" is the release's official split where the
     store has one (rMD17 train/test files, ISO17), else 80/10/10 within each molecule.
     A store used for both is partitioned within each molecule: ``pretrain_fraction`` of every
@@ -72,6 +77,7 @@ class CompareConfig:
     finetune_lr: float = 5e-4
     forces: bool | None = None
     force_weight: float = 1.0
+    pretrained_head: str = "new"
     cache_dir: Path | None = None
     workers: int | None = None
     progress: bool = True
@@ -113,6 +119,10 @@ class CompareConfig:
             raise DenoisepotError("--backbone: give at least one backbone")
         if self.protocol not in PROTOCOLS:
             raise DenoisepotError(f"--protocol {self.protocol!r}: use one of {PROTOCOLS}")
+        if self.pretrained_head not in HEAD_INITS:
+            raise DenoisepotError(
+                f"--pretrained-head {self.pretrained_head!r}: use one of {HEAD_INITS}"
+            )
         if self.finetune_split not in SPLITS:
             raise DenoisepotError(f"--split {self.finetune_split!r}: use one of {SPLITS}")
         if self.scale not in SCALES:

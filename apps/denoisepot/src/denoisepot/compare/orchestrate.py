@@ -58,11 +58,19 @@ class Job:
     waiting: list[Job] = field(default_factory=list)
 
 
+#: settings added after comparisons were first made, with the value that reproduces the runs
+#: made before they existed: left out of a run's identity at that value, so those runs resume
+_ADDED_LATER = {"head_init": "new"}
+
+
 def _settings(run_config: Any, **replace: Any) -> dict[str, Any]:
     """The settings that define a run (no output folder or display switches)."""
     values = {f.name: getattr(run_config, f.name) for f in dataclasses.fields(run_config)}
     for key in ("out", "out_dir", "progress", "progress_bar", "resume", "overwrite"):
         values.pop(key, None)
+    for key, default in _ADDED_LATER.items():
+        if key in values and values[key] == default:
+            del values[key]
     values.update(replace)
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
@@ -98,6 +106,7 @@ def _finetune_job(
         train_size=size,
         batch_size=config.finetune_batch_size,
         lr=config.finetune_lr,
+        head_init="new" if parent is None else config.pretrained_head,
         seed=seed,
         progress_bar=progress,
         overwrite=True,
@@ -108,6 +117,8 @@ def _finetune_job(
     )
     sigma = None if parent is None else parent.meta["sigma"]
     label = row if sigma is None else f"{row}-sigma{sigma:g}"
+    if parent is not None and config.pretrained_head != "new":
+        label += f"-head{config.pretrained_head}"
     name = (
         f"finetune-{dataset.name}-{backbone}-{label}-n{size}-seed{seed}-{identity_hash(settings)}"
     )

@@ -376,10 +376,20 @@ def write_report(
     lines += [
         "## How the comparison is fair",
         "",
-        "- Both rows run the same fine-tuning recipe: same backbone hyperparameters, new energy "
-        "head, optimiser, learning-rate schedule, batch size, loss, data split, training subset, "
-        "data order and head initialisation (all fixed by the seed); the only difference is the "
-        "backbone's starting weights (pretrained checkpoint or random).",
+        (
+            "- Both rows run the same fine-tuning recipe: same backbone hyperparameters, new "
+            "energy head, optimiser, learning-rate schedule, batch size, loss, data split, "
+            "training subset, data order and head initialisation (all fixed by the seed); the "
+            "only difference is the backbone's starting weights (pretrained checkpoint or random)."
+            if config.pretrained_head == "new"
+            else "- Both rows run the same fine-tuning recipe: same backbone hyperparameters, "
+            "optimiser, learning-rate schedule, batch size, loss, data split, training subset and "
+            "data order (all fixed by the seed). They differ in their starting weights: the "
+            "pretrained row's backbone comes from its checkpoint and **its energy head starts "
+            "from the denoiser's gradient head** (its scalar U, which Tweedie's formula makes "
+            "−(σ²/kT)·E, scaled and shifted by least squares on the same training labels the "
+            "from-scratch row sees); the from-scratch row's backbone and head are random."
+        ),
         f"- Protocol: {_protocol_text(config, finetune_records)}. Neither row wins by being "
         "undertrained: the epochs each used are in the table.",
         "- Pretraining never sees a fine-tuning conformation (train, validation or test): "

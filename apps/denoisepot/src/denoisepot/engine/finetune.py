@@ -82,6 +82,10 @@ def _hide_lightning_adverts() -> None:
         target.addFilter(_NoAdverts())
 
 PROTOCOLS = ("paper", "converged")
+#: the energy head's start: ``new`` (random, the same for both rows) or, for a pretrained
+#: backbone with a gradient noise head, ``denoiser`` (the noise head's scalar U, scaled by least
+#: squares on the training labels; see :func:`transfer_denoiser_head`)
+HEAD_INITS = ("new", "denoiser")
 SPLITS = ("conformation", "molecule", "official")
 #: paper protocol: fixed epochs by source format (ANI: 10; SPICE, ISO17 and others: 50)
 PAPER_EPOCHS = {"ani1": 10, "ani1x": 10}
@@ -141,6 +145,7 @@ class FinetuneConfig:
     min_lr: float = 1e-7
     readout: str = "per_atom"
     head_hidden: int | None = None
+    head_init: str = "new"
     seed: int = 0
     num_workers: int = 0
     accelerator: str = "auto"
@@ -187,6 +192,11 @@ def _check_config(config: FinetuneConfig) -> None:
     if config.init_checkpoint is not None and config.backbone_hparams:
         raise DenoisepotError("--hparam applies to --backbone only; a pretrained backbone takes "
                               "its hyperparameters from the checkpoint")
+    if config.head_init not in HEAD_INITS:
+        raise DenoisepotError(f"--head-init {config.head_init!r}: use one of {HEAD_INITS}")
+    if config.head_init == "denoiser" and config.init_checkpoint is None:
+        raise DenoisepotError("--head-init denoiser starts the energy head from a pretrained "
+                              "denoiser: give its checkpoint with --from")
     if config.protocol not in PROTOCOLS:
         raise DenoisepotError(f"unknown protocol {config.protocol!r}; choose one of {PROTOCOLS}")
     if config.split not in SPLITS:
@@ -658,6 +668,56 @@ def build_potential(
     return Potential(backbone, head)
 
 
+def transfer_denoiser_head(
+    potential: Potential, checkpoint: Path, store: Path, train: np.ndarray, *, use_forces: bool
+) -> tuple[float, float]:
+    """Start the energy head from the pretrained denoiser's scalar ``U`` (its gradient noise
+    head predicts the noise as -∂U/∂x̃; Tweedie's formula makes the ideal U = -(σ²/kT)·E up to
+    a constant) and scale it to the training labels by least squares: the slope from the
+    training forces where they are used (E = slope·U, so F = -slope·∂U/∂x), else together with
+    a per-atom shift from the training energies (E - Σ ref ≈ slope·U + shift·n).
+    Returns (slope, shift per atom) in eV; logged. Deterministic (same data, same order)."""
+    from equivariant_backbones import CheckpointError
+    from finetune_heads import load_denoiser_energy, scale_energy_head
+    from molgraph_data import make_dataloader
+
+    try:
+        load_denoiser_energy(potential.head, checkpoint)
+    except CheckpointError as exc:
+        raise DenoisepotError(str(exc)) from None
+    head = potential.head
+    u_values, targets, counts = [], [], []
+    dot = norm = 0.0
+    for batch in make_dataloader(store, train, EVAL_BATCH_SIZE, shuffle=False, seed=0):
+        pos = batch.pos.clone().requires_grad_(use_forces)
+        with torch.set_grad_enabled(use_forces):
+            atom_u = head.mlp(potential.backbone(batch.z, pos, batch.batch).scalar).squeeze(-1)
+            u = torch.zeros(int(batch.num_graphs), dtype=torch.float64).index_add(
+                0, batch.batch, atom_u.double())
+            if use_forces:
+                (gradient,) = torch.autograd.grad(atom_u.sum(), pos)
+                gradient = gradient.double()
+                dot += float((gradient * batch.forces.double()).sum())
+                norm += float((gradient * gradient).sum())
+        reference = head.reference_energies_ev[batch.z]
+        residual = batch.energy.double() - torch.zeros_like(u).index_add(0, batch.batch,
+                                                                          reference)
+        u_values.append(u.detach().numpy())
+        targets.append(residual.numpy())
+        counts.append(batch.n_atoms.double().numpy())
+    u_all, target, n = (np.concatenate(v) for v in (u_values, targets, counts))
+    if use_forces and norm > 0.0:
+        slope = -dot / norm
+        shift = float(((target - slope * u_all) * n).sum() / (n * n).sum())
+    else:
+        (slope, shift), *_ = np.linalg.lstsq(np.stack([u_all, n], axis=1), target, rcond=None)
+    slope, shift = float(slope), float(shift)
+    scale_energy_head(head, slope, shift)
+    logger.info("energy head from the denoiser %s: E = Σ ref + %.4g eV · U + %.4g eV/atom",
+                checkpoint, slope, shift)
+    return slope, shift
+
+
 def _check_out_dir(config: FinetuneConfig) -> None:
     out = config.out_dir
     held = [name for name in RUN_ENTRIES if (out / name).exists()]
@@ -806,6 +866,9 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     potential = build_potential(config, reference, elements)
+    if config.head_init == "denoiser":
+        transfer_denoiser_head(potential, config.init_checkpoint, store_path, split["train"],
+                               use_forces=use_forces)
     potential.compute_forces = use_forces
     module = FinetuneModule(
         potential,
