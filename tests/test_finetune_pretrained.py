@@ -61,15 +61,26 @@ def test_every_backbone_parameter_is_pretrained_and_the_head_is_new(
                                torch.from_numpy(reference.per_element_ev))
 
 
+def _cli(monkeypatch: pytest.MonkeyPatch, *args: object) -> int:
+    """Run the installed command line in this process; its exit status."""
+    import sys
+
+    from denoisepot.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["denoisepot", *map(str, args)])
+    with pytest.raises(SystemExit) as info:
+        main()
+    return int(info.value.code or 0)
+
+
 def test_denoiser_alignment_matches_a_direct_computation_and_the_cli_writes_it(
-    pretrained: tuple[Path, Path], tmp_path: Path
+    pretrained: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`denoisepot evaluate PRETRAIN.pt --data STORE`: the cosine between the denoiser's noise
     at the clean geometries and the forces, each molecule's mean removed, computed in batches
     of 16 equals one NumPy pass over the same 40 conformations."""
     import json
-    import subprocess
-    import sys
 
     import numpy as np
     from denoise_objective import DenoisingModel, noise_head_from_dict
@@ -106,30 +117,23 @@ def test_denoiser_alignment_matches_a_direct_computation_and_the_cli_writes_it(
     with Store(store) as opened:
         total = opened.n_conformations
     out = tmp_path / "evaluated"
-    done = subprocess.run(
-        [sys.executable, "-m", "denoisepot", "evaluate", str(checkpoint), "--data", str(store),
-         "--out", str(out)], capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    assert _cli(monkeypatch, "evaluate", checkpoint, "--data", store, "--out", out) == 0
     written = json.loads((out / "alignment.json").read_text())
     assert written["n_conformations"] == total
     assert -1.0 <= written["cosine"] <= 1.0 and written["sigma_angstrom"] == sigma
-    assert "cos(predicted noise, forces)" in done.stdout
+    assert "cos(predicted noise, forces)" in capsys.readouterr().out
 
 
 def test_evaluating_a_denoiser_on_a_store_without_forces_is_one_line(
-    pretrained: tuple[Path, Path], shared_data: Path, tmp_path: Path
+    pretrained: tuple[Path, Path], shared_data: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import subprocess
-    import sys
-
     checkpoint, _ = pretrained
     no_forces = convert([shared_data / "ani1" / "ani_gdb_s01.h5"], tmp_path / "ani1.h5")
     out = tmp_path / "evaluated"
-    done = subprocess.run(
-        [sys.executable, "-m", "denoisepot", "evaluate", str(checkpoint), "--data",
-         str(no_forces), "--out", str(out)], capture_output=True, text=True, check=False)
-    assert done.returncode != 0
-    lines = done.stderr.strip().splitlines()
+    capsys.readouterr()
+    assert _cli(monkeypatch, "evaluate", checkpoint, "--data", no_forces, "--out", out) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "holds no forces" in lines[0] and str(no_forces) in lines[0]
     assert not (out / "alignment.json").exists()
 
