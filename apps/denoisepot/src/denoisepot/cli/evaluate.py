@@ -120,14 +120,12 @@ def _evaluate_denoiser(
 ) -> None:
     """Loss and force alignment of a pretraining checkpoint on every conformation of --data;
     writes alignment.json into --out (default: <checkpoint folder>/evaluate-<data name>)."""
-    import json
-    import os
-
     from rich.console import Console
     from rich.table import Table
 
     from ..engine.alignment import denoiser_alignment
     from ..engine.finetune import resolve_store
+    from ..engine.runfile import write_json_atomic
     from ..errors import DenoisepotError
 
     if data is None:
@@ -170,7 +168,5 @@ def _evaluate_denoiser(
         "molecule near -1 means the denoiser holds the energy surface."
     )
     path = out_dir / "alignment.json"
-    tmp = out_dir / f".alignment.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(result.as_dict(), indent=1))
-    tmp.replace(path)
+    write_json_atomic(path, result.as_dict())
     console.print(f"alignment_json: {path}")

@@ -14,9 +14,6 @@ from ..errors import DenoisepotError
 PROTOCOLS = ("converged", "paper")
 SCALES = ("small", "paper")
 SPLITS = ("auto", "conformation", "molecule", "official")
-#: the pretrained row's energy head: "new" (as the from-scratch row's) or "denoiser" (from the
-#: gradient noise head; see denoisepot.engine.finetune.transfer_denoiser_head)
-HEAD_INITS = ("new", "denoiser")
 
 #: reduced hyperparameters for CPU runs ("small" scale); "paper" uses the registry defaults
 SMALL_HPARAMS: dict[str, dict[str, Any]] = {
@@ -108,6 +105,9 @@ class CompareConfig:
     def check(self) -> None:
         """Raise DenoisepotError (one line naming the option) for settings that cannot run."""
         from equivariant_backbones import list_backbones
+
+        # the pretrained row's energy head: the fine-tuning engine's choices ("new", "denoiser")
+        from ..engine.finetune import HEAD_INITS
 
         known = list_backbones()
         for name in self.backbones:

@@ -117,11 +117,17 @@ def denoiser_alignment(
             sums[1] += float(predict_zero_baseline(noise, batch.batch, centre=centre,
                                                    sigma_angstrom=target_sigma, reduction="sum"))
             sums[2] += batch.num_nodes
-            alignment.update(model(batch.z, batch.pos, batch.batch), batch.forces, batch.batch)
+            # one backbone pass at the clean geometries serves the noise and, for a gradient
+            # head, its scalar U
+            with torch.enable_grad():
+                pos = batch.pos.detach().requires_grad_(model.head.needs_position_gradient)
+                output = model.backbone(batch.z, pos, batch.batch)
+                clean_noise = model.head(output, pos, batch.batch, create_graph=False)
+            alignment.update(clean_noise, batch.forces, batch.batch)
             if gradient_head:
-                atom_u = model.head.energy(model.backbone(batch.z, batch.pos, batch.batch).scalar)
+                atom_u = model.head.energy(output.scalar).squeeze(-1).detach()
                 u = torch.zeros(int(batch.num_graphs), dtype=torch.float64).index_add(
-                    0, batch.batch, atom_u.squeeze(-1).double())
+                    0, batch.batch, atom_u.double())
                 scalars.append(u.numpy())
                 energies.append(batch.energy.double().numpy())
                 molecules.append(batch.mol_id.numpy())
