@@ -132,6 +132,12 @@ def main() -> None:
         help="the pretrained row's energy head: new, or from the denoiser's gradient head "
         "(least-squares scaled on the training labels)",
     )
+    parser.add_argument(
+        "--noise-head",
+        choices=("gradient", "displacement", "vector"),
+        help="noise head of every pretraining (default: each backbone's own; gradient gives "
+        "EGNN and ET a scalar energy for --pretrained-head denoiser)",
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("real-data-comparison"))
     args = parser.parse_args()
@@ -194,6 +200,7 @@ def main() -> None:
         workers=args.workers,
         forces=False if args.energy_only else None,
         pretrained_head=args.pretrained_head,
+        noise_head=args.noise_head,
     )
     result = run_compare(config, command=shlex.join(["python", *sys.argv]))
     print("pretrained / from-scratch test energy MAE, seed by seed:")

@@ -172,6 +172,32 @@ def test_a_head_from_the_denoiser_changes_only_the_pretrained_rows(tiny_store, t
         dataclasses.replace(config, pretrained_head="copy").check()
 
 
+def test_noise_head_choice_reaches_pretraining_and_keeps_default_runs(tiny_store, tmp_path) -> None:
+    """--noise-head gradient gives EGNN (default: displacement) a gradient-head pretraining
+    under its own run name; for SchNet, whose default it is, the runs keep their names. A head
+    from the denoiser needs a gradient head: refused (one line naming the cure) otherwise."""
+    config = _config(tiny_store, tmp_path / "noise", backbones=["schnet", "egnn"])
+    data = prepare_data(config)
+    default = orchestrate.plan_jobs(config, data, progress=False)
+    gradient = orchestrate.plan_jobs(
+        dataclasses.replace(config, noise_head="gradient"), data, progress=False
+    )
+    for before, after in zip(default, gradient, strict=True):
+        if before.meta["backbone"] == "schnet":
+            assert before.name == after.name
+        elif before.kind == "pretrain":
+            assert before.config.noise_head is None and after.config.noise_head == "gradient"
+            assert after.meta["noise_head"] == "gradient" and "-gradient-" in after.name
+            assert before.meta["noise_head"] == "displacement"
+        elif before.meta["row"] == "pretrained":
+            assert before.name != after.name  # it starts from another pretraining
+    with pytest.raises(DenoisepotError, match="egnn's is displacement: add --noise-head gradient"):
+        dataclasses.replace(config, pretrained_head="denoiser").check()
+    dataclasses.replace(config, pretrained_head="denoiser", noise_head="gradient").check()
+    with pytest.raises(DenoisepotError, match="--noise-head 'scalar'"):
+        dataclasses.replace(config, noise_head="scalar").check()
+
+
 def test_shared_store_is_partitioned_so_pretraining_never_sees_finetuning(
     tiny_store, tmp_path
 ) -> None:

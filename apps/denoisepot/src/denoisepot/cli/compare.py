@@ -138,9 +138,17 @@ def compare(
             "--pretrained-head",
             help="The pretrained row's energy head: new (as from scratch) or denoiser (from the "
             "gradient noise head's scalar, least-squares scaled on the training labels; SchNet "
-            "and the SE(3)-Transformer).",
+            "and the SE(3)-Transformer by default, every backbone with --noise-head gradient).",
         ),
     ] = _D.pretrained_head,
+    noise_head: Annotated[
+        str | None,
+        typer.Option(
+            "--noise-head",
+            help="Noise head of every pretraining: gradient, displacement or vector "
+            "(default: each backbone's own).",
+        ),
+    ] = None,
     cache_dir: Annotated[
         Path | None,
         typer.Option(
@@ -179,6 +187,7 @@ def compare(
         forces=False if energy_only else None,
         force_weight=force_weight,
         pretrained_head=pretrained_head,
+        noise_head=noise_head,
         cache_dir=cache_dir,
     )
     result = run_compare(config, command=shlex.join(["denoisepot", *sys.argv[1:]]))

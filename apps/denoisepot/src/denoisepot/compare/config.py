@@ -45,7 +45,9 @@ class CompareConfig:
     size and seed one fine-tuning from the pretrained backbone and one from scratch, with the
     same recipe, on every fine-tuning dataset. ``pretrained_head="denoiser"`` starts the
     pretrained row's energy head from its denoiser (the one difference the rows may have
-    besides the backbone's weights, and it is reported). Empty ``pretrain_data`` / ``finetune_data``
+    besides the backbone's weights, and it is reported); it needs a gradient noise head, the
+    default of SchNet and the SE(3)-Transformer, which ``noise_head="gradient"`` gives every
+    backbone (None: each backbone's own). Empty ``pretrain_data`` / ``finetune_data``
     mean the built-in set. ``finetune_split`` "auto" is the release's official split where the
     store has one (rMD17 train/test files, ISO17), else 80/10/10 within each molecule.
     A store used for both is partitioned within each molecule: ``pretrain_fraction`` of every
@@ -75,6 +77,7 @@ class CompareConfig:
     forces: bool | None = None
     force_weight: float = 1.0
     pretrained_head: str = "new"
+    noise_head: str | None = None
     cache_dir: Path | None = None
     workers: int | None = None
     progress: bool = True
@@ -104,7 +107,7 @@ class CompareConfig:
 
     def check(self) -> None:
         """Raise DenoisepotError (one line naming the option) for settings that cannot run."""
-        from equivariant_backbones import list_backbones
+        from equivariant_backbones import NOISE_HEAD_KINDS, backbone_class, list_backbones
 
         # the pretrained row's energy head: the fine-tuning engine's choices ("new", "denoiser")
         from ..engine.finetune import HEAD_INITS
@@ -123,6 +126,18 @@ class CompareConfig:
             raise DenoisepotError(
                 f"--pretrained-head {self.pretrained_head!r}: use one of {HEAD_INITS}"
             )
+        if self.noise_head is not None and self.noise_head not in NOISE_HEAD_KINDS:
+            raise DenoisepotError(
+                f"--noise-head {self.noise_head!r}: use one of {', '.join(NOISE_HEAD_KINDS)}"
+            )
+        if self.pretrained_head == "denoiser":
+            for name in self.backbones:
+                kind = self.noise_head or backbone_class(name).default_noise_head
+                if kind != "gradient":
+                    raise DenoisepotError(
+                        f"--pretrained-head denoiser needs a gradient noise head (a scalar "
+                        f"energy); {name}'s is {kind}: add --noise-head gradient"
+                    )
         if self.finetune_split not in SPLITS:
             raise DenoisepotError(f"--split {self.finetune_split!r}: use one of {SPLITS}")
         if self.scale not in SCALES:

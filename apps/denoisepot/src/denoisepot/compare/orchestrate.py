@@ -142,12 +142,18 @@ def _finetune_job(
 def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> list[Job]:
     """Every run of the comparison: per backbone the pretraining per σ, then per fine-tuning
     dataset, seed and training size one from-scratch and one pretrained fine-tuning per σ."""
+    from equivariant_backbones import backbone_class
+
     from ..engine.pretrain import PretrainConfig
 
     runs = config.out / RUNS_DIR
     jobs: list[Job] = []
     for backbone in config.backbones:
         hparams = config.hparams(backbone)
+        # a noise head that is the backbone's own default is the default run (same identity)
+        noise_head = config.noise_head
+        if noise_head == backbone_class(backbone).default_noise_head:
+            noise_head = None
         pretrain_jobs: dict[float, Job] = {}
         for sigma in config.sigmas:
             pretrain = PretrainConfig(
@@ -159,16 +165,25 @@ def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> li
                 batch_size=config.pretrain_batch_size,
                 lr=config.pretrain_lr,
                 seed=0,
+                noise_head=noise_head,
                 backbone_hparams=hparams,
                 progress=progress,
                 resume=True,
             )
-            name = f"pretrain-{backbone}-sigma{sigma:g}-{identity_hash(_settings(pretrain))}"
+            head = "" if noise_head is None else f"-{noise_head}"
+            name = (
+                f"pretrain-{backbone}-sigma{sigma:g}{head}-{identity_hash(_settings(pretrain))}"
+            )
             job = Job(
                 name,
                 "pretrain",
                 dataclasses.replace(pretrain, out=runs / name),
-                {"backbone": backbone, "sigma": sigma, "epochs": config.pretrain_epochs},
+                {
+                    "backbone": backbone,
+                    "sigma": sigma,
+                    "epochs": config.pretrain_epochs,
+                    "noise_head": noise_head or backbone_class(backbone).default_noise_head,
+                },
             )
             pretrain_jobs[sigma] = job
             jobs.append(job)

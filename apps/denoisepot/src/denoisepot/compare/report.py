@@ -275,6 +275,13 @@ def _protocol_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> 
     )
 
 
+def _noise_head(record: dict[str, Any]) -> str:
+    """The pretraining's noise head (records made before it was kept: the backbone's own)."""
+    from equivariant_backbones import backbone_class
+
+    return record.get("noise_head") or backbone_class(record["backbone"]).default_noise_head
+
+
 def write_report(
     path: Path,
     config: CompareConfig,
@@ -319,6 +326,7 @@ def write_report(
             [
                 "backbone",
                 "σ (Å)",
+                "noise head",
                 "epochs",
                 "conformations seen",
                 "time (s)",
@@ -329,6 +337,7 @@ def write_report(
                 [
                     r["backbone"],
                     f"{r['sigma']:g}",
+                    _noise_head(r),
                     str(r["epochs"]),
                     str(r["conformations_seen"]),
                     f"{r['seconds']:.0f}",
