@@ -91,7 +91,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="the issue's full setting")
     parser.add_argument("--backbones", nargs="+")
-    parser.add_argument("--molecules", nargs="+", choices=RMD17_MOLECULES)
+    parser.add_argument(
+        "--molecules",
+        nargs="*",
+        choices=RMD17_MOLECULES,
+        help="rMD17 molecules to fine-tune on (none: the ANI-1 split alone, with --ani1)",
+    )
     parser.add_argument("--train-sizes", nargs="+", type=int)
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--scale", choices=("small", "paper"))
@@ -174,7 +179,9 @@ def main() -> None:
     if settings["ani1"]:
         finetune.append(ani1)
     pretrain = [] if args.pretrain_only_generated else [ani1, ensure_builtin_store()]
-    if args.pretrain_generated:
+    if not finetune:
+        raise SystemExit("nothing to fine-tune on: give --molecules or --ani1")
+    if args.pretrain_generated and settings["molecules"]:
         pretrain.append(_generated(settings["molecules"], args.pretrain_generated, stores))
     elif args.pretrain_only_generated:
         raise SystemExit("--pretrain-only-generated needs --pretrain-generated N")
