@@ -124,18 +124,38 @@ def test_denoiser_alignment_matches_a_direct_computation_and_the_cli_writes_it(
     assert "cos(predicted noise, forces)" in capsys.readouterr().out
 
 
-def test_evaluating_a_denoiser_on_a_store_without_forces_is_one_line(
+def test_a_denoiser_on_a_store_without_forces_gets_its_loss_and_energy_correlation(
     pretrained: tuple[Path, Path], shared_data: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    checkpoint, _ = pretrained
-    no_forces = convert([shared_data / "ani1" / "ani_gdb_s01.h5"], tmp_path / "ani1.h5")
+    """ANI-1 holds energies only: the force comparison is left out (NaN, None in the JSON,
+    said in the table) while the loss and the gradient head's corr(U, E) are measured, and
+    they are the numbers the same data give when they do hold forces."""
+    import json
+
+    import numpy as np
+    from denoisepot.engine.alignment import denoiser_alignment
+    from molgraph_data import Store
+
+    checkpoint, rmd17 = pretrained
+    indices = np.arange(0, 60, 3)
+    with_forces = denoiser_alignment(checkpoint, rmd17, indices)
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "has_forces", property(lambda self: False))
+        hidden = denoiser_alignment(checkpoint, rmd17, indices)
+    assert np.isnan(hidden.cosine) and np.isnan(hidden.implied_temperature_k)
+    assert not np.isnan(with_forces.cosine)
+    assert hidden.loss == with_forces.loss and hidden.baseline == with_forces.baseline
+    assert hidden.energy_correlation == with_forces.energy_correlation
+
+    ani1 = convert([shared_data / "ani1" / "ani_gdb_s01.h5"], tmp_path / "ani1.h5")
     out = tmp_path / "evaluated"
     capsys.readouterr()
-    assert _cli(monkeypatch, "evaluate", checkpoint, "--data", no_forces, "--out", out) == 1
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and "holds no forces" in lines[0] and str(no_forces) in lines[0]
-    assert not (out / "alignment.json").exists()
+    assert _cli(monkeypatch, "evaluate", checkpoint, "--data", ani1, "--out", out) == 0
+    written = json.loads((out / "alignment.json").read_text())
+    assert written["cosine"] is None and written["implied_temperature_k"] is None
+    assert written["loss"] > 0 and -1.0 <= written["energy_correlation"] <= 1.0
+    assert "no forces in --data" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("use_forces", [False, True])

@@ -159,7 +159,7 @@ def test_bad_inputs_are_one_line_and_exit_status_one(
     payload = torch.load(finetuned / "best.pt", weights_only=True)
     atomic_torch_save({**payload, "kind": "pretrain"}, tmp_path / "pre.pt")
     line = _user_error(monkeypatch, capsys, "evaluate", tmp_path / "pre.pt")
-    assert "a pretraining checkpoint is evaluated against reference forces" in line
+    assert "a pretraining checkpoint is evaluated on labelled data" in line
     assert "pass --data" in line
     atomic_torch_save({**payload, "format_version": 2}, tmp_path / "v2.pt")
     line = _user_error(monkeypatch, capsys, "evaluate", tmp_path / "v2.pt")

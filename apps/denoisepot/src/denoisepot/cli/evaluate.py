@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
             Path,
             typer.Argument(
                 help="Fine-tuned checkpoint (best.pt of `denoisepot finetune`), or a pretraining "
-                "checkpoint (best.pt of `denoisepot pretrain`) with --data holding forces."
+                "checkpoint (best.pt of `denoisepot pretrain`) with --data (labelled)."
             ),
         ],
         data: Annotated[
@@ -118,7 +118,8 @@ def _checkpoint_kind(checkpoint: Path) -> str:
 def _evaluate_denoiser(
     checkpoint: Path, data: Path | None, split: str, out: Path | None, batch_size: int
 ) -> None:
-    """Loss and force alignment of a pretraining checkpoint on every conformation of --data;
+    """Loss and force alignment (where --data holds forces) of a pretraining checkpoint on
+    every conformation of --data;
     writes alignment.json into --out (default: <checkpoint folder>/evaluate-<data name>)."""
     from rich.console import Console
     from rich.table import Table
@@ -130,8 +131,8 @@ def _evaluate_denoiser(
 
     if data is None:
         raise DenoisepotError(
-            f"{checkpoint}: a pretraining checkpoint is evaluated against reference forces; "
-            "pass --data with a store or release file that holds them"
+            f"{checkpoint}: a pretraining checkpoint is evaluated on labelled data; pass "
+            "--data with a store or release file (with forces for the force alignment)"
         )
     if split != "all":
         raise DenoisepotError(
@@ -149,7 +150,10 @@ def _evaluate_denoiser(
     table.add_row("σ (Å)", f"{result.sigma_angstrom:g}")
     table.add_row(f"denoising loss ({loss_unit})", f"{result.loss:.4g}")
     table.add_row("predict-zero baseline", f"{result.baseline:.4g}")
-    table.add_row("cos(predicted noise, forces)", f"{result.cosine:+.3f}")
+    if result.cosine == result.cosine:
+        table.add_row("cos(predicted noise, forces)", f"{result.cosine:+.3f}")
+    else:
+        table.add_row("cos(predicted noise, forces)", "— (no forces in --data)")
     temperature = result.implied_temperature_k
     table.add_row(
         "Tweedie temperature (K)", "—" if temperature != temperature else f"{temperature:.0f}"

@@ -413,8 +413,9 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
 def denoiser_alignments(
     data: ComparisonData, pretrain_records: list[dict[str, Any]], manifest: Manifest
 ) -> list[dict[str, Any]]:
-    """For every pretrained backbone and every fine-tuning dataset with forces: the denoiser's
-    loss there and the alignment of its predicted noise with the reference forces (see
+    """For every pretrained backbone and every fine-tuning dataset: the denoiser's loss there,
+    the alignment of its predicted noise with the reference forces where the data have them
+    and a gradient head's corr(U, E) (see
     :mod:`denoisepot.engine.alignment`), on up to ``ALIGNMENT_CONFORMATIONS`` evenly spaced
     conformations; kept in the manifest so that a rerun does not measure them again."""
     import numpy as np
@@ -425,8 +426,8 @@ def denoiser_alignments(
     records = []
     for dataset in data.finetune:
         with Store(dataset.store) as store:
-            has_forces, total = store.has_forces, store.n_conformations
-        if not has_forces or total == 0:
+            total = store.n_conformations
+        if total == 0:
             continue
         indices = np.unique(
             np.linspace(0, total - 1, min(total, ALIGNMENT_CONFORMATIONS)).astype(np.int64)

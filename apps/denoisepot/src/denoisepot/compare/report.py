@@ -369,7 +369,7 @@ def write_report(
                 ["backbone", "σ (Å)", "dataset", "conformations", "loss", "predict-zero",
                  "cos(noise, F)", "Tweedie T (K)", "corr(U, E)"],
                 [[a["backbone"], f"{a['sigma']:g}", a["dataset"], str(a["n_conformations"]),
-                  f"{a['loss']:.4g}", f"{a['baseline']:.4g}", f"{a['cosine']:+.3f}",
+                  f"{a['loss']:.4g}", f"{a['baseline']:.4g}", _signed(a.get("cosine")),
                   _temperature(a.get("implied_temperature_k")),
                   _signed(a.get("energy_correlation"))]
                  for a in alignments],
@@ -457,7 +457,8 @@ def print_alignments(alignments: Sequence[dict[str, Any]]) -> None:
           "(cos -1: learned the force field, 0: nothing of it):")
     for a in alignments:
         print(
-            f"  {a['backbone']} σ={a['sigma']:g} on {a['dataset']}: cos {a['cosine']:+.2f}, "
+            f"  {a['backbone']} σ={a['sigma']:g} on {a['dataset']}: "
+            f"cos {_signed(a.get('cosine'))}, "
             f"Tweedie T {_temperature(a.get('implied_temperature_k'))} K, "
             f"corr(U, E) {_signed(a.get('energy_correlation'))}, loss "
             f"{a['loss']:.3g} vs predict-zero {a['baseline']:.3g}"

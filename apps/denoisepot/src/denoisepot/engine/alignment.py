@@ -34,9 +34,10 @@ class DenoiserAlignment:
     checkpoint's σ and the predict-zero loss (Å² per atom, or dimensionless for a σ-normalised
     target); ``cosine``: cos(predicted noise at the clean geometries, reference forces), each
     molecule's mean removed; ``implied_temperature_k``: Tweedie's effective temperature from
-    the least-squares slope (NaN when the slope is not negative); ``energy_correlation``: the
-    within-molecule correlation of a gradient head's scalar ``U`` with the reference energies
-    (NaN for other heads or when no molecule has two conformations)."""
+    the least-squares slope (NaN when the slope is not negative; both NaN for a store without
+    forces); ``energy_correlation``: the within-molecule correlation of a gradient head's
+    scalar ``U`` with the reference energies (NaN for other heads or when no molecule has two
+    conformations)."""
 
     checkpoint: str
     store: str
@@ -64,7 +65,9 @@ def denoiser_alignment(
     seed: int = 0,
 ) -> DenoiserAlignment:
     """Evaluate the pretraining ``checkpoint`` on conformations ``indices`` (default: all) of
-    the canonical ``store``, which must hold forces. CPU, float32 model, float64 sums."""
+    the canonical ``store``. Without forces there (ANI-1) the cosine and the temperature are
+    NaN; the loss and a gradient head's corr(U, E) need only geometries and energies. CPU,
+    float32 model, float64 sums."""
     import torch
     from denoise_objective import (
         DenoisingModel,
@@ -89,12 +92,7 @@ def denoiser_alignment(
     normalised = bool(objective["normalise_target"])
     target_sigma = sigma if normalised else None
     with Store(store) as opened:
-        if not opened.has_forces:
-            raise DenoisepotError(
-                f"{store}: the store holds no forces, so the denoiser cannot be compared with "
-                "a force field; use a store with forces (rMD17, ISO17, SPICE, the built-in set)"
-            )
-        total = opened.n_conformations
+        has_forces, total = opened.has_forces, opened.n_conformations
     indices = np.arange(total, dtype=np.int64) if indices is None else np.asarray(indices)
     if indices.size == 0:
         raise DenoisepotError(f"{store}: no conformations to evaluate")
@@ -123,7 +121,8 @@ def denoiser_alignment(
                 pos = batch.pos.detach().requires_grad_(model.head.needs_position_gradient)
                 output = model.backbone(batch.z, pos, batch.batch)
                 clean_noise = model.head(output, pos, batch.batch, create_graph=False)
-            alignment.update(clean_noise, batch.forces, batch.batch)
+            if has_forces:
+                alignment.update(clean_noise, batch.forces, batch.batch)
             if gradient_head:
                 atom_u = model.head.energy(output.scalar).squeeze(-1).detach()
                 u = torch.zeros(int(batch.num_graphs), dtype=torch.float64).index_add(
@@ -131,7 +130,7 @@ def denoiser_alignment(
                 scalars.append(u.numpy())
                 energies.append(batch.energy.double().numpy())
                 molecules.append(batch.mol_id.numpy())
-    kt = alignment.implied_kt(sigma, normalised_target=normalised)
+    kt = alignment.implied_kt(sigma, normalised_target=normalised) if has_forces else math.nan
     return DenoiserAlignment(
         checkpoint=str(checkpoint),
         store=str(store),
@@ -140,7 +139,7 @@ def denoiser_alignment(
         loss=float(sums[0] / sums[2]),
         baseline=float(sums[1] / sums[2]),
         loss_unit="dimensionless" if normalised else "Angstrom^2",
-        cosine=alignment.cosine,
+        cosine=alignment.cosine if has_forces else math.nan,
         implied_temperature_k=kt / BOLTZMANN_EV_PER_K,
         energy_correlation=(
             within_molecule_correlation(np.concatenate(scalars), np.concatenate(energies),
