@@ -280,3 +280,37 @@ def test_small_training_sets_get_enough_steps_and_patience(tmp_path) -> None:
     assert config.patience_for(50) == 250 and config.patience_for(1000) == 25
     paper = dataclasses.replace(config, protocol="paper")
     assert paper.epoch_cap(100) is None  # the engine's paper epochs for the data
+
+
+def _save_runs(folder: str, prefix: str, count: int) -> None:
+    from denoisepot.compare.manifest import Manifest
+
+    manifest = Manifest(Path(folder))
+    for index in range(count):
+        manifest.add(f"{prefix}-{index}", {"index": index})
+
+
+def test_comparisons_sharing_a_folder_keep_each_others_runs(tmp_path) -> None:
+    """Two processes saving to one manifest at once (two comparisons on one --out) lose none
+    of each other's runs; a manifest read before the other's saves merges them on its next."""
+    import multiprocessing
+
+    from denoisepot.compare.manifest import Manifest
+
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_save_runs, args=(str(tmp_path), prefix, 40))
+        for prefix in ("schnet", "egnn")
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
+    runs = Manifest(tmp_path).runs
+    assert sorted(runs) == sorted(f"{p}-{i}" for p in ("schnet", "egnn") for i in range(40))
+
+    early, late = Manifest(tmp_path), Manifest(tmp_path)
+    late.add("et-0", {})
+    early.add("se3t-0", {})
+    assert {"et-0", "se3t-0"} <= set(Manifest(tmp_path).runs) and len(early.runs) == 82
