@@ -30,6 +30,7 @@ _EXPORTS = {
     "split_by_molecule": "splits",
     "official_split": "splits",
     "subset": "splits",
+    "stratified_subset": "splits",
     "exclude": "splits",
     "save_split": "splits",
     "load_split": "splits",
@@ -46,9 +47,14 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
+        where = _EXPORTS[name]
+        module = import_module(f".{where}", __name__)
+        # bind every name of that module now: importing the submodule ``convert`` sets the
+        # package attribute ``convert`` to the module, which would hide the function
+        for export, home in _EXPORTS.items():
+            if home == where:
+                globals()[export] = getattr(module, export)
+        return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
