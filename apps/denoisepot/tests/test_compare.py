@@ -314,3 +314,46 @@ def test_comparisons_sharing_a_folder_keep_each_others_runs(tmp_path) -> None:
     late.add("et-0", {})
     early.add("se3t-0", {})
     assert {"et-0", "se3t-0"} <= set(Manifest(tmp_path).runs) and len(early.runs) == 82
+
+
+def test_training_subsets_cover_every_molecule_and_one_molecule_runs_keep_their_names(
+    tiny_store, shared_data, tmp_path
+) -> None:
+    """A training subset of a multi-molecule store is drawn molecule by molecule (3
+    conformations of 3 molecules: one of each, whatever the seed); the plain random draw stays
+    available. Both decide which conformations a run sees, so a multi-molecule run's name
+    carries the choice, while a one-molecule run (rMD17), where they are the same draw, keeps
+    the name it had before the choice existed."""
+    from denoisepot.engine.finetune import make_split
+    from molgraph_data import convert, subset
+
+    with Store(tiny_store) as store:
+        molecule = store.molecule_index
+    for seed in range(6):
+        split = make_split(tiny_store, "conformation", seed=seed, train_size=3)
+        assert sorted(molecule[split["train"]]) == [0, 1, 2]
+        full = make_split(tiny_store, "conformation", seed=seed)
+        random = make_split(tiny_store, "conformation", seed=seed, train_size=3,
+                            train_subset="random")
+        assert np.array_equal(random["train"], subset(full["train"], 3, seed))
+    with pytest.raises(DenoisepotError, match="--train-subset 'first'"):
+        make_split(tiny_store, "conformation", seed=0, train_size=3, train_subset="first")
+
+    ethanol = convert(
+        [shared_data / "rmd17" / "rmd17_ethanol_train_01.npz",
+         shared_data / "rmd17" / "rmd17_ethanol_test_01.npz"],
+        tmp_path / "rmd17_ethanol.h5",
+    )
+    config = _config(tiny_store, tmp_path / "subsets", finetune_data=[tiny_store, ethanol])
+    jobs = orchestrate.plan_jobs(config, prepare_data(config), progress=False)
+    finetune = [j for j in jobs if j.kind == "finetune"]
+    assert {j.meta["dataset"] for j in finetune} == {"tiny", "rmd17_ethanol"}
+    for job in finetune:
+        assert job.config.train_subset == "stratified"
+        settings = orchestrate._settings(
+            job.config, init_checkpoint=job.meta["pretrain_run"], backbone="schnet",
+            backbone_hparams=config.hparams("schnet"),
+        )
+        if job.meta["dataset"] == "rmd17_ethanol":
+            del settings["train_subset"]
+        assert job.name.endswith(f"-{orchestrate.identity_hash(settings)}")

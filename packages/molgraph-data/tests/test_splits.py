@@ -68,6 +68,34 @@ def test_subset_and_exclude() -> None:
     assert np.array_equal(kept, np.arange(100, 150))
 
 
+def test_stratified_subset_keeps_every_molecules_share() -> None:
+    # ANI-1-like: six molecules, one with 3% of the conformations
+    counts = np.array([2700, 1800, 450, 4235, 2880, 1440])
+    molecule = np.repeat(np.arange(6), counts)
+    indices = np.arange(molecule.size) + 7
+    for seed in range(5):
+        chosen = md.stratified_subset(indices, molecule, 50, seed=seed)
+        assert chosen.size == 50 and np.unique(chosen).size == 50
+        assert np.isin(chosen, indices).all()
+        per_molecule = np.bincount(molecule[chosen - 7], minlength=6)
+        assert (per_molecule >= 1).all()
+        share = 50 * counts / counts.sum()
+        assert (np.abs(per_molecule - share) < 2).all()  # proportional up to rounding
+        assert np.array_equal(chosen, md.stratified_subset(indices, molecule, 50, seed=seed))
+    assert md.stratified_subset(indices, molecule, 0.1, seed=0).size == round(0.1 * 13505)
+    # fewer conformations than molecules: no minimum, the largest shares win
+    assert md.stratified_subset(indices, molecule, 3, seed=0).size == 3
+    # one molecule: exactly the plain random subset (earlier runs keep their draws)
+    single = np.zeros(100, dtype=np.int64)
+    assert np.array_equal(
+        md.stratified_subset(np.arange(100), single, 10, seed=3), md.subset(np.arange(100), 10, 3)
+    )
+    with pytest.raises(md.DataError, match="subset of 101 from 100"):
+        md.stratified_subset(np.arange(100), single, 101)
+    with pytest.raises(md.DataError, match="5 molecule labels for 100 conformations"):
+        md.stratified_subset(np.arange(100), single[:5], 10)
+
+
 def test_save_and_load_split(tmp_path: Path, store_path: Path) -> None:
     split = md.split_within_molecules(store_path, seed=0)
     path = md.save_split(tmp_path / "s.npz", split)

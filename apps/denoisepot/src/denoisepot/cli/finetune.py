@@ -115,6 +115,14 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--train-size", help="Training conformations: a count N or a FRACTION."),
         ] = None,
+        train_subset: Annotated[
+            str,
+            typer.Option(
+                "--train-subset",
+                help="How --train-size is drawn: stratified (every molecule's share, at least "
+                "one each) or random (from all molecules at once).",
+            ),
+        ] = "stratified",
         batch_size: Annotated[
             int, typer.Option("--batch-size", help="Conformations per batch.")
         ] = 256,
@@ -202,6 +210,7 @@ def register(app: typer.Typer) -> None:
             force_weight=force_weight,
             split=split,
             train_size=parse_train_size(train_size),
+            train_subset=train_subset,
             batch_size=batch_size,
             lr=lr,
             backbone_lr_factor=backbone_lr_factor,

@@ -9,6 +9,7 @@ fine-tunings need no pretraining, so they fill the cores while pretraining runs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import multiprocessing
 import os
@@ -75,6 +76,14 @@ def _settings(run_config: Any, **replace: Any) -> dict[str, Any]:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
 
 
+@functools.lru_cache(maxsize=64)
+def _molecule_count(store: Path) -> int:
+    from molgraph_data import Store
+
+    with Store(store) as opened:
+        return int(opened.n_molecules)
+
+
 def _finetune_job(
     config: CompareConfig,
     runs: Path,
@@ -115,6 +124,10 @@ def _finetune_job(
     settings = _settings(
         finetune, init_checkpoint=parent_name, backbone=backbone, backbone_hparams=hparams
     )
+    if _molecule_count(dataset.store) == 1:
+        # one molecule: the stratified draw is the random one, so runs made before the choice
+        # existed keep their names
+        settings.pop("train_subset")
     sigma = None if parent is None else parent.meta["sigma"]
     label = row if sigma is None else f"{row}-sigma{sigma:g}"
     if parent is not None and config.pretrained_head != "new":

@@ -58,6 +58,7 @@ from molgraph_data import (
     official_split,
     split_by_molecule,
     split_within_molecules,
+    stratified_subset,
     subset,
 )
 
@@ -87,6 +88,9 @@ PROTOCOLS = ("paper", "converged")
 #: squares on the training labels; see :func:`transfer_denoiser_head`)
 HEAD_INITS = ("new", "denoiser")
 SPLITS = ("conformation", "molecule", "official")
+#: how ``train_size`` conformations are drawn from the training part: ``stratified`` (every
+#: molecule's share, at least one each where the size allows) or ``random`` (from all at once)
+TRAIN_SUBSETS = ("stratified", "random")
 #: paper protocol: fixed epochs by source format (ANI: 10; SPICE, ISO17 and others: 50)
 PAPER_EPOCHS = {"ani1": 10, "ani1x": 10}
 PAPER_EPOCHS_DEFAULT = 50
@@ -118,7 +122,8 @@ class FinetuneConfig:
     ``epochs``: the fixed epoch count of the ``paper`` protocol (default by dataset) or the
     cap of the ``converged`` protocol (early stopping after ``patience`` epochs without a
     better validation loss). ``forces=None`` trains on forces where the data have them.
-    ``train_size``: a count (int) or a fraction (float) of the training part.
+    ``train_size``: a count (int) or a fraction (float) of the training part, drawn by
+    ``train_subset`` (see :data:`TRAIN_SUBSETS`).
     """
 
     out_dir: Path
@@ -135,6 +140,7 @@ class FinetuneConfig:
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     val_fraction: float = 0.1
     train_size: int | float | None = None
+    train_subset: str = "stratified"
     batch_size: int = 256
     lr: float = 2e-4
     backbone_lr_factor: float = 1.0
@@ -233,17 +239,26 @@ def make_split(
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
     val_fraction: float = 0.1,
     train_size: int | float | None = None,
+    train_subset: str = "stratified",
 ) -> dict[str, np.ndarray]:
     """Train/val/test conformation indices of the store: ``conformation`` (within each
     molecule), ``molecule`` (unseen molecules) or ``official`` (the release's split), with the
-    training part cut to ``train_size`` (count or fraction) by ``seed``."""
+    training part cut to ``train_size`` (count or fraction) by ``seed``: ``stratified`` keeps
+    every molecule's share (at least one conformation each where the size allows), ``random``
+    draws from all at once (the same for a single molecule)."""
+    if train_subset not in TRAIN_SUBSETS:
+        raise DenoisepotError(f"--train-subset {train_subset!r}: use one of {TRAIN_SUBSETS}")
     if split == "conformation":
         parts = split_within_molecules(store_path, fractions, seed)
     elif split == "molecule":
         parts = split_by_molecule(store_path, fractions, seed)
     else:
         parts = official_split(store_path, val_fraction, seed)
-    if train_size is not None:
+    if train_size is not None and train_subset == "stratified":
+        with Store(store_path) as store:
+            molecule = store.molecule_index[parts["train"]]
+        parts["train"] = stratified_subset(parts["train"], molecule, train_size, seed)
+    elif train_size is not None:
         parts["train"] = subset(parts["train"], train_size, seed)
     for name in ("train", "val", "test"):
         if name not in parts or parts[name].size == 0:
@@ -801,7 +816,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
                               "--energy-only")
     split = make_split(store_path, config.split, seed=config.seed,
                        fractions=config.split_fractions, val_fraction=config.val_fraction,
-                       train_size=config.train_size)
+                       train_size=config.train_size, train_subset=config.train_subset)
     world_size = config.devices * config.num_nodes
     train_steps = steps_per_epoch(split["train"].size, config.batch_size, world_size)
     # a validation set too small for the processes is an error before the folder is touched
@@ -986,6 +1001,8 @@ def evaluate_checkpoint(
             store_path, recipe["split"], seed=int(recipe["seed"]),
             fractions=tuple(recipe["split_fractions"]), val_fraction=float(recipe["val_fraction"]),
             train_size=train_size,
+            # checkpoints made before the choice existed drew their subsets at random
+            train_subset=recipe.get("train_subset", "random"),
         )[split]
     else:
         raise DenoisepotError(f"unknown split {split!r}; choose train, val, test or all")
