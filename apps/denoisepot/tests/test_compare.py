@@ -357,3 +357,20 @@ def test_training_subsets_cover_every_molecule_and_one_molecule_runs_keep_their_
         if job.meta["dataset"] == "rmd17_ethanol":
             del settings["train_subset"]
         assert job.name.endswith(f"-{orchestrate.identity_hash(settings)}")
+
+
+def test_an_element_no_training_conformation_has_is_refused(tiny_store) -> None:
+    """Water (H, O), methanol (C, H, O), ethylene (C, H): training on ethylene alone and
+    testing on water leaves O's reference energy unfitted, refused in one line naming O."""
+    from denoisepot.engine.finetune import check_elements_trained, make_split
+
+    with Store(tiny_store) as store:
+        molecule, names = store.molecule_index, store.molecule_names
+    by_name = {name: np.nonzero(molecule == i)[0] for i, name in enumerate(names)}
+    split = {"train": by_name["ethylene"], "val": by_name["methanol"], "test": by_name["water"]}
+    with pytest.raises(DenoisepotError, match=r"tiny\.h5: the validation or test conformations "
+                       r"hold O, which no training conformation has"):
+        check_elements_trained(tiny_store, split)
+    check_elements_trained(tiny_store, {**split, "train": by_name["methanol"]})
+    check_elements_trained(tiny_store, make_split(tiny_store, "conformation", seed=0,
+                                                  train_size=3))

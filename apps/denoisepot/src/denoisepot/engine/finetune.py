@@ -269,6 +269,33 @@ def make_split(
     return {name: parts[name] for name in ("train", "val", "test")}
 
 
+def check_elements_trained(store_path: Path, split: dict[str, np.ndarray]) -> None:
+    """Raise DenoisepotError (one line) when validation or test conformations hold an element
+    that no training conformation has: its reference energy would be unfitted (zero) and
+    every such prediction off by the element's whole atomic energy. Reads one conformation
+    per molecule (a molecule's composition is fixed)."""
+    from ase.data import chemical_symbols
+
+    with Store(store_path) as store:
+        molecule = store.molecule_index
+        first = np.unique(molecule, return_index=True)[1]
+        block = store.read(first)
+    atoms_of = np.split(block.z, np.cumsum(block.n_atoms)[:-1])
+    elements = {int(m): set(z.tolist()) for m, z in zip(molecule[first], atoms_of, strict=True)}
+
+    def present(indices: np.ndarray) -> set[int]:
+        return set().union(*(elements[int(m)] for m in np.unique(molecule[indices])))
+
+    missing = (present(split["val"]) | present(split["test"])) - present(split["train"])
+    if missing:
+        names = ", ".join(chemical_symbols[z] for z in sorted(missing))
+        raise DenoisepotError(
+            f"{store_path}: the validation or test conformations hold {names}, which no "
+            "training conformation has, so its reference energy cannot be fitted; use a larger "
+            "--train-size or another --split"
+        )
+
+
 def _paper_epochs(store: Store) -> int:
     formats = {source.get("format") for source in store.metadata.get("sources", [])}
     if formats and all(f in PAPER_EPOCHS for f in formats):
@@ -817,6 +844,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     split = make_split(store_path, config.split, seed=config.seed,
                        fractions=config.split_fractions, val_fraction=config.val_fraction,
                        train_size=config.train_size, train_subset=config.train_subset)
+    check_elements_trained(store_path, split)
     world_size = config.devices * config.num_nodes
     train_steps = steps_per_epoch(split["train"].size, config.batch_size, world_size)
     # a validation set too small for the processes is an error before the folder is touched
