@@ -219,6 +219,19 @@ def main() -> None:
             f"  {p.dataset:>22} {p.backbone:>7} σ={p.sigma:g} n={p.train_size:>4}: "
             f"{ratios.mean():.2f}{spread}"
         )
+    from molgraph_data.units import EV_IN_KCAL_PER_MOL
+
+    starts: dict[tuple, list[float]] = {}
+    for record in result.finetune_runs:
+        if record.get("start"):
+            key = (record["dataset"], record["backbone"], record["sigma"], record["train_size"])
+            starts.setdefault(key, []).append(record["start"]["energy_mae"] * EV_IN_KCAL_PER_MOL)
+    if starts:
+        print("the pretrained row's start (the denoiser's U fitted, no training), test E MAE:")
+        for (dataset, backbone, sigma, size), values in starts.items():
+            spread = f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
+            print(f"  {dataset:>22} {backbone:>7} σ={sigma:g} n={size:>4}: "
+                  f"{np.mean(values):.2f}{spread} kcal/mol")
     print(f"report: {result.report}")
 
 

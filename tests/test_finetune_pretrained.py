@@ -209,3 +209,36 @@ def test_head_from_the_denoiser_needs_a_pretrained_backbone(tmp_path: Path) -> N
         _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="denoiser"))
     with pytest.raises(DenoisepotError, match="--head-init 'copy'"):
         _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="copy"))
+
+
+def test_a_run_with_the_head_from_the_denoiser_records_where_it_started(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The test errors of the potential before the first optimizer step are kept in the
+    result and metrics.json, equal to rebuilding that start from the settings alone (how
+    `compare` fills them in for runs recorded earlier); a new head records none."""
+    import dataclasses
+    import json
+
+    from denoisepot.engine.finetune import denoiser_start_metrics, run_finetuning
+    from denoisepot.errors import DenoisepotError
+
+    checkpoint, store = pretrained
+    config = FinetuneConfig(
+        out_dir=tmp_path / "a", data=store, init_checkpoint=checkpoint, head_init="denoiser",
+        split="conformation", train_size=30, epochs=2, batch_size=16, forces=False, seed=3,
+        progress_bar=False, accelerator="cpu",
+    )
+    result = run_finetuning(config)
+    start = result.start_metrics.as_dict()
+    assert start["energy_mae"] > 0 and start["force_mae"] > 0  # forces: the store has them
+    rebuilt = denoiser_start_metrics(dataclasses.replace(config, out_dir=tmp_path / "b"))
+    assert rebuilt.as_dict() == pytest.approx(start, rel=1e-6)
+    written = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert written["start_metrics"] == pytest.approx(start, rel=1e-12)
+
+    new_head = run_finetuning(dataclasses.replace(config, out_dir=tmp_path / "d",
+                                                  head_init="new"))
+    assert new_head.start_metrics is None
+    with pytest.raises(DenoisepotError, match="head from the denoiser"):
+        denoiser_start_metrics(dataclasses.replace(config, head_init="new"))

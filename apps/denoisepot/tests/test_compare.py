@@ -125,6 +125,30 @@ def test_resume_skips_finished_runs_and_redoes_only_the_missing(finished, monkey
     assert lost in json.loads(manifest_path.read_text())["runs"]
 
 
+def test_head_from_the_denoiser_reports_where_it_started(finished) -> None:
+    """A head from the denoiser adds the pretrained rows only (pretraining and from-scratch
+    runs reused); the report shows their starting errors, and a record without them (made
+    before they were kept) gets the same numbers filled in on the next call, no run redone."""
+    config, _ = finished
+    config = dataclasses.replace(config, pretrained_head="denoiser")
+    first = run_compare(config)
+    assert first.runs_executed == 2  # the two pretrained fine-tunings
+    started = {r["run"]: r["start"] for r in first.finetune_runs if r["row"] == "pretrained"}
+    assert len(started) == 2 and all(s["energy_mae"] > 0 for s in started.values())
+    assert "Where the pretrained row started" in first.report.read_text()
+
+    manifest_path = config.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for name in started:
+        del manifest["runs"][name]["start"]
+    manifest_path.write_text(json.dumps(manifest))
+    again = run_compare(config)
+    assert again.runs_executed == 0
+    refilled = {r["run"]: r["start"] for r in again.finetune_runs if r["row"] == "pretrained"}
+    for name, start in started.items():
+        assert refilled[name] == pytest.approx(start, rel=1e-6, nan_ok=True)
+
+
 def test_both_rows_share_every_setting_but_the_starting_weights(tiny_store, tmp_path) -> None:
     config = _config(tiny_store, tmp_path / "plan", seeds=[0, 1], sigmas=[0.1, 0.2])
     data = prepare_data(config)

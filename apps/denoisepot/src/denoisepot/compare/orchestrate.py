@@ -272,6 +272,7 @@ def _run_job(kind: str, run_config: Any, meta: dict[str, Any], threads: int | No
         "n_val": result.n_val,
         "n_test": result.n_test,
         "used_forces": result.used_forces,
+        **({} if result.start_metrics is None else {"start": result.start_metrics.as_dict()}),
     }
 
 
@@ -395,6 +396,7 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
             bar.advance(task)
 
         _execute(todo, workers, finished)
+    _fill_start_metrics(jobs, manifest)
     pretrain_records = [
         {"run": j.name, **manifest.get(j.name)} for j in jobs if j.kind == "pretrain"
     ]
@@ -421,6 +423,19 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
         runs_skipped=len(jobs) - len(todo),
         alignments=alignments,
     )
+
+
+def _fill_start_metrics(jobs: list[Job], manifest: Manifest) -> None:
+    """Give every finished run with a head from the denoiser its starting test errors (runs
+    recorded before they were kept lack them): rebuilt without training, seconds per run."""
+    from ..engine.finetune import denoiser_start_metrics
+
+    for job in jobs:
+        record = manifest.get(job.name)
+        if (job.kind == "finetune" and job.config.head_init == "denoiser"
+                and record is not None and "start" not in record):
+            start = denoiser_start_metrics(job.config)
+            manifest.add(job.name, {**record, "start": start.as_dict()})
 
 
 def denoiser_alignments(

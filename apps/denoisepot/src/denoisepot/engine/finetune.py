@@ -189,6 +189,9 @@ class FinetuneResult:
     n_val: int
     n_test: int
     used_forces: bool
+    #: test errors of the potential fine-tuning started from, for a head from the denoiser
+    #: (its scalar U scaled on the training labels, no optimizer step yet); else None
+    start_metrics: ErrorMetrics | None = None
 
 
 def _check_config(config: FinetuneConfig) -> None:
@@ -909,9 +912,17 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     potential = build_potential(config, reference, elements)
+    start_metrics = None
     if config.head_init == "denoiser":
         transfer_denoiser_head(potential, config.init_checkpoint, store_path, split["train"],
                                use_forces=use_forces)
+        if trainer.is_global_zero:
+            # the random state training sees is the one it saw before this evaluation existed
+            with torch.random.fork_rng(devices=[]):
+                start_metrics = predict(potential, store_path, split["test"],
+                                        batch_size=max(config.batch_size, EVAL_BATCH_SIZE),
+                                        with_forces=has_forces)[0]
+            potential.train()
     potential.compute_forces = use_forces
     module = FinetuneModule(
         potential,
@@ -960,9 +971,34 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         n_val=int(split["val"].size),
         n_test=int(split["test"].size),
         used_forces=use_forces,
+        start_metrics=start_metrics,
     )
     write_metrics_json(config.out_dir / METRICS_JSON, result)
     return result
+
+
+def denoiser_start_metrics(config: FinetuneConfig) -> ErrorMetrics:
+    """Test errors (eV, eV/Å) of the potential that a ``head_init="denoiser"`` run starts
+    from, rebuilt from its settings without training: the same split, reference energies and
+    least-squares scaling of the denoiser's U as :func:`run_finetuning` (deterministic), so a
+    run finished before these were recorded can still report them."""
+    if config.head_init != "denoiser" or config.init_checkpoint is None:
+        raise DenoisepotError("the starting errors are those of a head from the denoiser: "
+                              "give --from CKPT with --head-init denoiser")
+    store_path = resolve_store(config.data, Path(config.out_dir) / "data")
+    with Store(store_path) as store:
+        has_forces = store.has_forces
+        elements = [int(e) for e in store.elements]
+    use_forces = has_forces if config.forces is None else config.forces
+    split = make_split(store_path, config.split, seed=config.seed,
+                       fractions=config.split_fractions, val_fraction=config.val_fraction,
+                       train_size=config.train_size, train_subset=config.train_subset)
+    reference = fit_reference_energies(store_path, split["train"])
+    potential = build_potential(config, reference, elements)
+    transfer_denoiser_head(potential, config.init_checkpoint, store_path, split["train"],
+                           use_forces=use_forces)
+    return predict(potential, store_path, split["test"],
+                   batch_size=max(config.batch_size, EVAL_BATCH_SIZE), with_forces=has_forces)[0]
 
 
 def write_metrics_json(path: Path, result: FinetuneResult) -> Path:
