@@ -465,7 +465,9 @@ def write_report(
         + f" (force weight {config.force_weight:g}); batch {config.finetune_batch_size}, AdamW "
         f"lr {config.finetune_lr:g}, warmup 0.3 epoch, plateau 0.7, cosine over the epoch cap.",
         f"- Seeds: {', '.join(map(str, config.seeds))} (each fixes the split, the training "
-        "subset, the data order and the initialisation, identically for both rows).",
+        "subset, the data order and the initialisation, identically for both rows). A training "
+        "subset keeps every molecule's share of the training part, at least one conformation "
+        "each.",
     ]
     if config.scale == "small":
         lines.append(
