@@ -115,14 +115,17 @@ def denoiser_alignment(
             sums[1] += float(predict_zero_baseline(noise, batch.batch, centre=centre,
                                                    sigma_angstrom=target_sigma, reduction="sum"))
             sums[2] += batch.num_nodes
-            # one backbone pass at the clean geometries serves the noise and, for a gradient
-            # head, its scalar U
-            with torch.enable_grad():
-                pos = batch.pos.detach().requires_grad_(model.head.needs_position_gradient)
+            if not (has_forces or gradient_head):
+                continue
+            # one backbone pass at the clean geometries serves the noise (compared with the
+            # forces, where there are any) and, for a gradient head, its scalar U
+            with torch.set_grad_enabled(has_forces):
+                pos = batch.pos.detach().requires_grad_(
+                    has_forces and model.head.needs_position_gradient)
                 output = model.backbone(batch.z, pos, batch.batch)
-                clean_noise = model.head(output, pos, batch.batch, create_graph=False)
-            if has_forces:
-                alignment.update(clean_noise, batch.forces, batch.batch)
+                if has_forces:
+                    clean_noise = model.head(output, pos, batch.batch, create_graph=False)
+                    alignment.update(clean_noise, batch.forces, batch.batch)
             if gradient_head:
                 atom_u = model.head.energy(output.scalar).squeeze(-1).detach()
                 u = torch.zeros(int(batch.num_graphs), dtype=torch.float64).index_add(

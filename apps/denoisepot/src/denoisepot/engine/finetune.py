@@ -844,9 +844,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     if use_forces and not has_forces:
         raise DenoisepotError(f"{store_path}: the data hold no forces; fine-tune with "
                               "--energy-only")
-    split = make_split(store_path, config.split, seed=config.seed,
-                       fractions=config.split_fractions, val_fraction=config.val_fraction,
-                       train_size=config.train_size, train_subset=config.train_subset)
+    split = _config_split(config, store_path)
     check_elements_trained(store_path, split)
     world_size = config.devices * config.num_nodes
     train_steps = steps_per_epoch(split["train"].size, config.batch_size, world_size)
@@ -917,12 +915,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         transfer_denoiser_head(potential, config.init_checkpoint, store_path, split["train"],
                                use_forces=use_forces)
         if trainer.is_global_zero:
-            # the random state training sees is the one it saw before this evaluation existed
-            with torch.random.fork_rng(devices=[]):
-                start_metrics = predict(potential, store_path, split["test"],
-                                        batch_size=max(config.batch_size, EVAL_BATCH_SIZE),
-                                        with_forces=has_forces)[0]
-            potential.train()
+            start_metrics = _start_errors(potential, store_path, split["test"], config,
+                                          has_forces)
     potential.compute_forces = use_forces
     module = FinetuneModule(
         potential,
@@ -990,15 +984,31 @@ def denoiser_start_metrics(config: FinetuneConfig) -> ErrorMetrics:
         has_forces = store.has_forces
         elements = [int(e) for e in store.elements]
     use_forces = has_forces if config.forces is None else config.forces
-    split = make_split(store_path, config.split, seed=config.seed,
-                       fractions=config.split_fractions, val_fraction=config.val_fraction,
-                       train_size=config.train_size, train_subset=config.train_subset)
+    split = _config_split(config, store_path)
     reference = fit_reference_energies(store_path, split["train"])
     potential = build_potential(config, reference, elements)
     transfer_denoiser_head(potential, config.init_checkpoint, store_path, split["train"],
                            use_forces=use_forces)
-    return predict(potential, store_path, split["test"],
-                   batch_size=max(config.batch_size, EVAL_BATCH_SIZE), with_forces=has_forces)[0]
+    return _start_errors(potential, store_path, split["test"], config, has_forces)
+
+
+def _config_split(config: FinetuneConfig, store_path: Path) -> dict[str, np.ndarray]:
+    """The run's train/val/test indices (:func:`make_split` with the config's settings)."""
+    return make_split(store_path, config.split, seed=config.seed,
+                      fractions=config.split_fractions, val_fraction=config.val_fraction,
+                      train_size=config.train_size, train_subset=config.train_subset)
+
+
+def _start_errors(potential: Potential, store_path: Path, test: np.ndarray,
+                  config: FinetuneConfig, with_forces: bool) -> ErrorMetrics:
+    """Test errors of ``potential`` before fine-tuning; the global random state and the
+    training mode are left as they were (training continues from them)."""
+    with torch.random.fork_rng(devices=[]):
+        metrics = predict(potential, store_path, test,
+                          batch_size=max(config.batch_size, EVAL_BATCH_SIZE),
+                          with_forces=with_forces)[0]
+    potential.train()
+    return metrics
 
 
 def write_metrics_json(path: Path, result: FinetuneResult) -> Path:
