@@ -177,8 +177,11 @@ def test_head_from_the_denoiser_is_its_scalar_fitted_to_the_training_labels(
     potential = build_potential(
         FinetuneConfig(out_dir=tmp_path, init_checkpoint=checkpoint, seed=1), reference,
         [1, 6, 8])
-    slope, shift = transfer_denoiser_head(potential, checkpoint, store, train,
-                                          use_forces=use_forces)
+    slope, shifts = transfer_denoiser_head(potential, checkpoint, store, train,
+                                           use_forces=use_forces)
+    # one composition: a shift per element is one per atom
+    assert set(shifts) == {1, 6, 8} and len(set(shifts.values())) == 1
+    shift = shifts[1]
     potential.eval()
     potential.compute_forces = False
     payload = torch.load(checkpoint, weights_only=True)
@@ -201,6 +204,65 @@ def test_head_from_the_denoiser_is_its_scalar_fitted_to_the_training_labels(
         assert float(residual.mean()) == pytest.approx(0.0, abs=1e-6)
 
 
+@pytest.mark.parametrize("use_forces", [False, True])
+def test_head_from_the_denoiser_fits_a_shift_per_element_on_several_molecules(
+    pretrained: tuple[Path, Path], shared_data: Path, tmp_path: Path, use_forces: bool
+) -> None:
+    """On ethanol and malonaldehyde together, U's slope is fitted with a shift per atom of
+    each element (the normal equations hold for U, where the forces do not give the slope,
+    and for each element's count), which fits the training energies at least as well as one
+    shift per atom; on one molecule both give the same head."""
+    import numpy as np
+    from denoisepot.engine.finetune import transfer_denoiser_head
+    from molgraph_data import Store, make_dataloader
+
+    checkpoint, _ = pretrained
+    store = convert([shared_data / "rmd17" / "rmd17_ethanol_train_01.npz",
+                     shared_data / "rmd17" / "rmd17_malonaldehyde_train_01.npz"],
+                    tmp_path / "two.h5")
+    with Store(store) as opened:
+        molecule = opened.molecule_index[:]
+    train = np.concatenate([np.nonzero(molecule == m)[0][:20] for m in np.unique(molecule)])
+    reference = fit_reference_energies(store, train)
+
+    def fitted(shift: str) -> tuple[float, dict[int, float], np.ndarray, np.ndarray]:
+        potential = build_potential(
+            FinetuneConfig(out_dir=tmp_path, init_checkpoint=checkpoint, seed=1), reference,
+            [1, 6, 8])
+        slope, shifts = transfer_denoiser_head(potential, checkpoint, store, train,
+                                               use_forces=use_forces, shift=shift)
+        potential.eval()
+        potential.compute_forces = False
+        batch = next(iter(make_dataloader(store, train, 64, shuffle=False, seed=0)))
+        predicted = potential(batch.z, batch.pos, batch.batch, int(batch.num_graphs))["energy"]
+        counts = np.stack([np.bincount(batch.batch.numpy()[batch.z.numpy() == z],
+                                       minlength=int(batch.num_graphs)) for z in (1, 6, 8)], 1)
+        return slope, shifts, (batch.energy.double() - predicted.double()).numpy(), counts
+
+    slope, shifts, residual, counts = fitted("element")
+    atom_slope, atom_shifts, atom_residual, _ = fitted("atom")
+    assert set(shifts) == {1, 6, 8} and len(set(atom_shifts.values())) == 1
+    np.testing.assert_allclose(counts.T @ residual, 0.0, atol=1e-4)
+    assert (residual**2).sum() <= (atom_residual**2).sum() * (1 + 1e-9)
+    if use_forces:
+        assert slope == pytest.approx(atom_slope, rel=1e-9)
+    else:
+        assert slope != pytest.approx(atom_slope, rel=1e-3)
+
+    one = train[:20]  # ethanol alone
+    heads = []
+    for shift in ("element", "atom"):
+        potential = build_potential(
+            FinetuneConfig(out_dir=tmp_path, init_checkpoint=checkpoint, seed=1), reference,
+            [1, 6, 8])
+        heads.append((transfer_denoiser_head(potential, checkpoint, store, one,
+                                             use_forces=use_forces, shift=shift),
+                      potential.head.state_dict()))
+    assert heads[0][0] == heads[1][0]
+    for key, value in heads[0][1].items():
+        assert torch.equal(value, heads[1][1][key]), key
+
+
 def test_head_from_the_denoiser_needs_a_pretrained_backbone(tmp_path: Path) -> None:
     from denoisepot.engine.finetune import _check_config
     from denoisepot.errors import DenoisepotError
@@ -209,6 +271,8 @@ def test_head_from_the_denoiser_needs_a_pretrained_backbone(tmp_path: Path) -> N
         _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="denoiser"))
     with pytest.raises(DenoisepotError, match="--head-init 'copy'"):
         _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="copy"))
+    with pytest.raises(DenoisepotError, match="--head-shift 'molecule'"):
+        _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_shift="molecule"))
 
 
 def test_a_run_with_the_head_from_the_denoiser_records_where_it_started(

@@ -347,7 +347,8 @@ def test_training_subsets_cover_every_molecule_and_one_molecule_runs_keep_their_
     conformations of 3 molecules: one of each, whatever the seed); the plain random draw stays
     available. Both decide which conformations a run sees, so a multi-molecule run's name
     carries the choice, while a one-molecule run (rMD17), where they are the same draw, keeps
-    the name it had before the choice existed."""
+    the name it had before the choice existed. The same holds for the shifts fitted with a head
+    from the denoiser (per element or per atom: the same fit on one molecule)."""
     from denoisepot.engine.finetune import make_split
     from molgraph_data import convert, subset
 
@@ -369,18 +370,24 @@ def test_training_subsets_cover_every_molecule_and_one_molecule_runs_keep_their_
         tmp_path / "rmd17_ethanol.h5",
     )
     config = _config(tiny_store, tmp_path / "subsets", finetune_data=[tiny_store, ethanol])
-    jobs = orchestrate.plan_jobs(config, prepare_data(config), progress=False)
-    finetune = [j for j in jobs if j.kind == "finetune"]
-    assert {j.meta["dataset"] for j in finetune} == {"tiny", "rmd17_ethanol"}
-    for job in finetune:
-        assert job.config.train_subset == "stratified"
-        settings = orchestrate._settings(
-            job.config, init_checkpoint=job.meta["pretrain_run"], backbone="schnet",
-            backbone_hparams=config.hparams("schnet"),
-        )
-        if job.meta["dataset"] == "rmd17_ethanol":
-            del settings["train_subset"]
-        assert job.name.endswith(f"-{orchestrate.identity_hash(settings)}")
+    data = prepare_data(config)
+    for head in ("new", "denoiser"):
+        jobs = orchestrate.plan_jobs(dataclasses.replace(config, pretrained_head=head), data,
+                                     progress=False)
+        finetune = [j for j in jobs if j.kind == "finetune"]
+        assert {j.meta["dataset"] for j in finetune} == {"tiny", "rmd17_ethanol"}
+        for job in finetune:
+            assert job.config.train_subset == "stratified"
+            assert job.config.head_shift == "element"
+            settings = orchestrate._settings(
+                job.config, init_checkpoint=job.meta["pretrain_run"], backbone="schnet",
+                backbone_hparams=config.hparams("schnet"),
+            )
+            if job.meta["dataset"] == "rmd17_ethanol":
+                del settings["train_subset"], settings["head_shift"]
+            elif job.config.head_init == "new":
+                del settings["head_shift"]  # unused by a new head
+            assert job.name.endswith(f"-{orchestrate.identity_hash(settings)}")
 
 
 def test_an_element_no_training_conformation_has_is_refused(tiny_store) -> None:

@@ -154,6 +154,16 @@ def register(app: typer.Typer) -> None:
                 "to the training labels by least squares).",
             ),
         ] = "new",
+        head_shift: Annotated[
+            str,
+            typer.Option(
+                "--head-shift",
+                help="With --head-init denoiser: fit a shift per atom of each element (element) "
+                "or one per atom (atom) together with U's slope; the same fit on one molecule, "
+                "but U's constant differs between molecules and only per-element shifts absorb "
+                "some of it.",
+            ),
+        ] = "element",
         seed: Annotated[
             int, typer.Option("--seed", help="Seed of split, subset and initialisation.")
         ] = 0,
@@ -216,6 +226,7 @@ def register(app: typer.Typer) -> None:
             backbone_lr_factor=backbone_lr_factor,
             freeze_backbone_epochs=freeze_backbone_epochs,
             head_init=head_init,
+            head_shift=head_shift,
             readout=readout,
             seed=seed,
             num_workers=num_workers,

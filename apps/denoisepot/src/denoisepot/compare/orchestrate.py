@@ -125,9 +125,12 @@ def _finetune_job(
         finetune, init_checkpoint=parent_name, backbone=backbone, backbone_hparams=hparams
     )
     if _molecule_count(dataset.store) == 1:
-        # one molecule: the stratified draw is the random one, so runs made before the choice
-        # existed keep their names
+        # one molecule: the stratified draw is the random one and a shift per element is one
+        # per atom, so runs made before these choices existed keep their names
         settings.pop("train_subset")
+        settings.pop("head_shift")
+    elif finetune.head_init == "new":
+        settings.pop("head_shift")  # unused
     sigma = None if parent is None else parent.meta["sigma"]
     label = row if sigma is None else f"{row}-sigma{sigma:g}"
     if parent is not None and config.pretrained_head != "new":

@@ -91,6 +91,9 @@ SPLITS = ("conformation", "molecule", "official")
 #: how ``train_size`` conformations are drawn from the training part: ``stratified`` (every
 #: molecule's share, at least one each where the size allows) or ``random`` (from all at once)
 TRAIN_SUBSETS = ("stratified", "random")
+#: the shifts fitted with the denoiser's U when ``head_init="denoiser"``: one per atom of each
+#: element, or one per atom (the same fit when the training set has one composition)
+HEAD_SHIFTS = ("element", "atom")
 #: paper protocol: fixed epochs by source format (ANI: 10; SPICE, ISO17 and others: 50)
 PAPER_EPOCHS = {"ani1": 10, "ani1x": 10}
 PAPER_EPOCHS_DEFAULT = 50
@@ -152,6 +155,7 @@ class FinetuneConfig:
     readout: str = "per_atom"
     head_hidden: int | None = None
     head_init: str = "new"
+    head_shift: str = "element"
     seed: int = 0
     num_workers: int = 0
     accelerator: str = "auto"
@@ -203,6 +207,8 @@ def _check_config(config: FinetuneConfig) -> None:
                               "its hyperparameters from the checkpoint")
     if config.head_init not in HEAD_INITS:
         raise DenoisepotError(f"--head-init {config.head_init!r}: use one of {HEAD_INITS}")
+    if config.head_shift not in HEAD_SHIFTS:
+        raise DenoisepotError(f"--head-shift {config.head_shift!r}: use one of {HEAD_SHIFTS}")
     if config.head_init == "denoiser" and config.init_checkpoint is None:
         raise DenoisepotError("--head-init denoiser starts the energy head from a pretrained "
                               "denoiser: give its checkpoint with --from")
@@ -714,24 +720,31 @@ def build_potential(
 
 
 def transfer_denoiser_head(
-    potential: Potential, checkpoint: Path, store: Path, train: np.ndarray, *, use_forces: bool
-) -> tuple[float, float]:
+    potential: Potential, checkpoint: Path, store: Path, train: np.ndarray, *,
+    use_forces: bool, shift: str = "element",
+) -> tuple[float, dict[int, float]]:
     """Start the energy head from the pretrained denoiser's scalar ``U`` (its gradient noise
     head predicts the noise as -∂U/∂x̃; Tweedie's formula makes the ideal U = -(σ²/kT)·E up to
-    a constant) and scale it to the training labels by least squares: the slope from the
-    training forces where they are used (E = slope·U, so F = -slope·∂U/∂x), else together with
-    a per-atom shift from the training energies (E - Σ ref ≈ slope·U + shift·n).
-    Returns (slope, shift per atom) in eV; logged. Deterministic (same data, same order)."""
+    a constant) and fit it to the training labels by least squares: E - Σ ref ≈ slope·U plus a
+    shift per atom of each element (``shift="element"``) or one shift per atom (``"atom"``).
+    Where the training forces are used the slope comes from them (E = slope·U, so
+    F = -slope·∂U/∂x) and the shifts from the energies; energy-only, slope and shifts are fitted
+    together. U's constant is arbitrary for each molecule (the denoising loss sees only its
+    gradients), so on several compositions one per-atom shift cannot absorb it and drags the
+    slope towards zero; with one composition the two choices are the same fit.
+    Returns (slope, {element: shift per atom}) in eV; logged. Deterministic."""
     from equivariant_backbones import CheckpointError
-    from finetune_heads import load_denoiser_energy, scale_energy_head
+    from finetune_heads import NUM_ELEMENT_SLOTS, load_denoiser_energy, scale_energy_head
     from molgraph_data import make_dataloader
 
+    if shift not in HEAD_SHIFTS:
+        raise DenoisepotError(f"--head-shift {shift!r}: use one of {HEAD_SHIFTS}")
     try:
         load_denoiser_energy(potential.head, checkpoint)
     except CheckpointError as exc:
         raise DenoisepotError(str(exc)) from None
     head = potential.head
-    u_values, targets, counts = [], [], []
+    u_values, targets, compositions = [], [], []
     dot = norm = 0.0
     for batch in make_dataloader(store, train, EVAL_BATCH_SIZE, shuffle=False, seed=0):
         pos = batch.pos.clone().requires_grad_(use_forces)
@@ -747,20 +760,40 @@ def transfer_denoiser_head(
         reference = head.reference_energies_ev[batch.z]
         residual = batch.energy.double() - torch.zeros_like(u).index_add(0, batch.batch,
                                                                           reference)
+        composition = torch.zeros(int(batch.num_graphs), NUM_ELEMENT_SLOTS, dtype=torch.float64)
+        composition.index_put_((batch.batch, batch.z), torch.ones_like(reference),
+                               accumulate=True)
         u_values.append(u.detach().numpy())
         targets.append(residual.numpy())
-        counts.append(batch.n_atoms.double().numpy())
-    u_all, target, n = (np.concatenate(v) for v in (u_values, targets, counts))
-    if use_forces and norm > 0.0:
-        slope = -dot / norm
-        shift = float(((target - slope * u_all) * n).sum() / (n * n).sum())
+        compositions.append(composition.numpy())
+    u_all, target, composition = (np.concatenate(v) for v in (u_values, targets, compositions))
+    elements = np.nonzero(composition.any(axis=0))[0]
+    counts = composition[:, elements]
+    n = counts.sum(axis=1)
+    slope = -dot / norm if use_forces and norm > 0.0 else None
+    if shift == "atom" or np.unique(counts, axis=0).shape[0] == 1:
+        if slope is None:
+            (slope, per_atom), *_ = np.linalg.lstsq(np.stack([u_all, n], axis=1), target,
+                                                    rcond=None)
+        else:
+            per_atom = ((target - slope * u_all) * n).sum() / (n * n).sum()
+        slope, per_atom = float(slope), float(per_atom)
+        scale_energy_head(head, slope, per_atom)
+        shifts = {int(z): per_atom for z in elements}
     else:
-        (slope, shift), *_ = np.linalg.lstsq(np.stack([u_all, n], axis=1), target, rcond=None)
-    slope, shift = float(slope), float(shift)
-    scale_energy_head(head, slope, shift)
-    logger.info("energy head from the denoiser %s: E = Σ ref + %.4g eV · U + %.4g eV/atom",
-                checkpoint, slope, shift)
-    return slope, shift
+        if slope is None:
+            solution, *_ = np.linalg.lstsq(np.column_stack([u_all, counts]), target, rcond=None)
+            slope, per_element = float(solution[0]), solution[1:]
+        else:
+            per_element, *_ = np.linalg.lstsq(counts, target - slope * u_all, rcond=None)
+        scale_energy_head(head, slope, 0.0)
+        with torch.no_grad():
+            head.reference_energies_ev[torch.from_numpy(elements)] += torch.from_numpy(
+                per_element)
+        shifts = {int(z): float(value) for z, value in zip(elements, per_element, strict=True)}
+    logger.info("energy head from the denoiser %s: E = Σ ref + %.4g eV · U + shifts per atom "
+                "%s eV", checkpoint, slope, {z: round(v, 5) for z, v in shifts.items()})
+    return slope, shifts
 
 
 def _check_out_dir(config: FinetuneConfig) -> None:
@@ -913,7 +946,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     start_metrics = None
     if config.head_init == "denoiser":
         transfer_denoiser_head(potential, config.init_checkpoint, store_path, split["train"],
-                               use_forces=use_forces)
+                               use_forces=use_forces, shift=config.head_shift)
         if trainer.is_global_zero:
             start_metrics = _start_errors(potential, store_path, split["test"], config,
                                           has_forces)
@@ -988,7 +1021,7 @@ def denoiser_start_metrics(config: FinetuneConfig) -> ErrorMetrics:
     reference = fit_reference_energies(store_path, split["train"])
     potential = build_potential(config, reference, elements)
     transfer_denoiser_head(potential, config.init_checkpoint, store_path, split["train"],
-                           use_forces=use_forces)
+                           use_forces=use_forces, shift=config.head_shift)
     return _start_errors(potential, store_path, split["test"], config, has_forces)
 
 
