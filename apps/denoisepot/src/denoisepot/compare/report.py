@@ -439,8 +439,9 @@ def write_report(
             "data order (all fixed by the seed). They differ in their starting weights: the "
             "pretrained row's backbone comes from its checkpoint and **its energy head starts "
             "from the denoiser's gradient head** (its scalar U, which Tweedie's formula makes "
-            "−(σ²/kT)·E, scaled and shifted by least squares on the same training labels the "
-            "from-scratch row sees); the from-scratch row's backbone and head are random."
+            "−(σ²/kT)·E, scaled by least squares on the same training labels the from-scratch "
+            "row sees, with a shift per atom of each element); the from-scratch row's backbone "
+            "and head are random."
         ),
         f"- Protocol: {_protocol_text(config, finetune_records)}. Neither row wins by being "
         "undertrained: the epochs each used are in the table.",
