@@ -138,6 +138,13 @@ def main() -> None:
         "(least-squares scaled on the training labels)",
     )
     parser.add_argument(
+        "--head-shift",
+        choices=("element", "atom"),
+        default="element",
+        help="with --pretrained-head denoiser: shifts fitted with U, one per atom of each "
+        "element or one per atom (the same on one molecule)",
+    )
+    parser.add_argument(
         "--noise-head",
         choices=("gradient", "displacement", "vector"),
         help="noise head of every pretraining (default: each backbone's own; gradient gives "
@@ -207,6 +214,7 @@ def main() -> None:
         workers=args.workers,
         forces=False if args.energy_only else None,
         pretrained_head=args.pretrained_head,
+        head_shift=args.head_shift,
         noise_head=args.noise_head,
     )
     result = run_compare(config, command=shlex.join(["python", *sys.argv]))

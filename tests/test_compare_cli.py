@@ -33,6 +33,15 @@ def test_compare_bad_number_list_is_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "compare-out").exists()
 
 
+def test_compare_unknown_head_shift_is_one_line(tmp_path: Path) -> None:
+    done = _denoisepot("compare", "--pretrained-head", "denoiser", "--head-shift", "molecule",
+                       "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--head-shift 'molecule': use one of" in lines[0]
+    assert not (tmp_path / "o").exists()
+
+
 def test_generate_bad_smiles_file_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
     smiles = tmp_path / "bad.smi"
     smiles.write_text("CCO ethanol\nnot-a-smiles!\n")

@@ -194,6 +194,8 @@ def test_a_head_from_the_denoiser_changes_only_the_pretrained_rows(tiny_store, t
     assert all("head_init" not in orchestrate._settings(j.config) for j in plain)
     with pytest.raises(DenoisepotError, match="--pretrained-head 'copy'"):
         dataclasses.replace(config, pretrained_head="copy").check()
+    with pytest.raises(DenoisepotError, match="--head-shift 'molecule'"):
+        dataclasses.replace(config, head_shift="molecule").check()
 
 
 def test_noise_head_choice_reaches_pretraining_and_keeps_default_runs(tiny_store, tmp_path) -> None:
@@ -348,7 +350,8 @@ def test_training_subsets_cover_every_molecule_and_one_molecule_runs_keep_their_
     available. Both decide which conformations a run sees, so a multi-molecule run's name
     carries the choice, while a one-molecule run (rMD17), where they are the same draw, keeps
     the name it had before the choice existed. The same holds for the shifts fitted with a head
-    from the denoiser (per element or per atom: the same fit on one molecule)."""
+    from the denoiser (per element or per atom: the same fit on one molecule; per atom, the
+    fit before the choice existed, keeps the names everywhere)."""
     from denoisepot.engine.finetune import make_split
     from molgraph_data import convert, subset
 
@@ -371,22 +374,23 @@ def test_training_subsets_cover_every_molecule_and_one_molecule_runs_keep_their_
     )
     config = _config(tiny_store, tmp_path / "subsets", finetune_data=[tiny_store, ethanol])
     data = prepare_data(config)
-    for head in ("new", "denoiser"):
-        jobs = orchestrate.plan_jobs(dataclasses.replace(config, pretrained_head=head), data,
-                                     progress=False)
+    for head, shift in (("new", "element"), ("denoiser", "element"), ("denoiser", "atom")):
+        jobs = orchestrate.plan_jobs(
+            dataclasses.replace(config, pretrained_head=head, head_shift=shift), data,
+            progress=False)
         finetune = [j for j in jobs if j.kind == "finetune"]
         assert {j.meta["dataset"] for j in finetune} == {"tiny", "rmd17_ethanol"}
         for job in finetune:
             assert job.config.train_subset == "stratified"
-            assert job.config.head_shift == "element"
+            assert job.config.head_shift == shift
             settings = orchestrate._settings(
                 job.config, init_checkpoint=job.meta["pretrain_run"], backbone="schnet",
                 backbone_hparams=config.hparams("schnet"),
             )
             if job.meta["dataset"] == "rmd17_ethanol":
                 del settings["train_subset"], settings["head_shift"]
-            elif job.config.head_init == "new":
-                del settings["head_shift"]  # unused by a new head
+            elif job.config.head_init == "new" or shift == "atom":
+                del settings["head_shift"]  # unused by a new head; "atom" came first
             assert job.name.endswith(f"-{orchestrate.identity_hash(settings)}")
 
 

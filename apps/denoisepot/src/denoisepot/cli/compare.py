@@ -141,6 +141,14 @@ def compare(
             "and the SE(3)-Transformer by default, every backbone with --noise-head gradient).",
         ),
     ] = _D.pretrained_head,
+    head_shift: Annotated[
+        str,
+        typer.Option(
+            "--head-shift",
+            help="With --pretrained-head denoiser: fit U with a shift per atom of each element "
+            "(element) or one per atom (atom); the same on one molecule.",
+        ),
+    ] = _D.head_shift,
     noise_head: Annotated[
         str | None,
         typer.Option(
@@ -187,6 +195,7 @@ def compare(
         forces=False if energy_only else None,
         force_weight=force_weight,
         pretrained_head=pretrained_head,
+        head_shift=head_shift,
         noise_head=noise_head,
         cache_dir=cache_dir,
     )

@@ -45,7 +45,8 @@ class CompareConfig:
     size and seed one fine-tuning from the pretrained backbone and one from scratch, with the
     same recipe, on every fine-tuning dataset. ``pretrained_head="denoiser"`` starts the
     pretrained row's energy head from its denoiser (the one difference the rows may have
-    besides the backbone's weights, and it is reported); it needs a gradient noise head, the
+    besides the backbone's weights, and it is reported; ``head_shift`` as in fine-tuning); it
+    needs a gradient noise head, the
     default of SchNet and the SE(3)-Transformer, which ``noise_head="gradient"`` gives every
     backbone (None: each backbone's own). Empty ``pretrain_data`` / ``finetune_data``
     mean the built-in set. ``finetune_split`` "auto" is the release's official split where the
@@ -77,6 +78,7 @@ class CompareConfig:
     forces: bool | None = None
     force_weight: float = 1.0
     pretrained_head: str = "new"
+    head_shift: str = "element"
     noise_head: str | None = None
     cache_dir: Path | None = None
     workers: int | None = None
@@ -110,7 +112,7 @@ class CompareConfig:
         from equivariant_backbones import NOISE_HEAD_KINDS, backbone_class, list_backbones
 
         # the pretrained row's energy head: the fine-tuning engine's choices ("new", "denoiser")
-        from ..engine.finetune import HEAD_INITS
+        from ..engine.finetune import HEAD_INITS, HEAD_SHIFTS
 
         known = list_backbones()
         for name in self.backbones:
@@ -126,6 +128,8 @@ class CompareConfig:
             raise DenoisepotError(
                 f"--pretrained-head {self.pretrained_head!r}: use one of {HEAD_INITS}"
             )
+        if self.head_shift not in HEAD_SHIFTS:
+            raise DenoisepotError(f"--head-shift {self.head_shift!r}: use one of {HEAD_SHIFTS}")
         if self.noise_head is not None and self.noise_head not in NOISE_HEAD_KINDS:
             raise DenoisepotError(
                 f"--noise-head {self.noise_head!r}: use one of {', '.join(NOISE_HEAD_KINDS)}"

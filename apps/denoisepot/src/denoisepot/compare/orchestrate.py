@@ -116,6 +116,7 @@ def _finetune_job(
         batch_size=config.finetune_batch_size,
         lr=config.finetune_lr,
         head_init="new" if parent is None else config.pretrained_head,
+        head_shift=config.head_shift,
         seed=seed,
         progress_bar=progress,
         overwrite=True,
@@ -129,8 +130,8 @@ def _finetune_job(
         # per atom, so runs made before these choices existed keep their names
         settings.pop("train_subset")
         settings.pop("head_shift")
-    elif finetune.head_init == "new":
-        settings.pop("head_shift")  # unused
+    elif finetune.head_init == "new" or finetune.head_shift == "atom":
+        settings.pop("head_shift")  # unused, or what runs did before the choice existed
     sigma = None if parent is None else parent.meta["sigma"]
     label = row if sigma is None else f"{row}-sigma{sigma:g}"
     if parent is not None and config.pretrained_head != "new":

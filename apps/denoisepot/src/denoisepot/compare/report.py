@@ -440,8 +440,10 @@ def write_report(
             "pretrained row's backbone comes from its checkpoint and **its energy head starts "
             "from the denoiser's gradient head** (its scalar U, which Tweedie's formula makes "
             "−(σ²/kT)·E, scaled by least squares on the same training labels the from-scratch "
-            "row sees, with a shift per atom of each element); the from-scratch row's backbone "
-            "and head are random."
+            "row sees, with "
+            + ("a shift per atom of each element" if config.head_shift == "element"
+               else "one shift per atom")
+            + "); the from-scratch row's backbone and head are random."
         ),
         f"- Protocol: {_protocol_text(config, finetune_records)}. Neither row wins by being "
         "undertrained: the epochs each used are in the table.",
