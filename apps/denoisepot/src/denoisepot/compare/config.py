@@ -47,9 +47,10 @@ class CompareConfig:
     pretrained row's energy head from its denoiser (the one difference the rows may have
     besides the backbone's weights, and it is reported; ``head_shift`` as in fine-tuning); it
     needs a gradient noise head, the default of SchNet and the SE(3)-Transformer, which
-    ``noise_head="gradient"`` gives every backbone (None: each backbone's own). Empty ``pretrain_data`` / ``finetune_data``
-    mean the built-in set. ``finetune_split`` "auto" is the release's official split where the
-    store has one (rMD17 train/test files, ISO17), else 80/10/10 within each molecule.
+    ``noise_head="gradient"`` gives every backbone (None: each backbone's own). Empty
+    ``pretrain_data`` / ``finetune_data`` mean the built-in set. ``finetune_split`` "auto" is
+    the release's official split where the store has one (rMD17 train/test files, ISO17), else
+    80/10/10 within each molecule.
     A store used for both is partitioned within each molecule: ``pretrain_fraction`` of every
     molecule's conformations for pretraining, the rest for fine-tuning (never seen before)."""
 
