@@ -170,7 +170,7 @@ def main() -> None:
         raise SystemExit(f"{missing[0]}: the real-data samples are missing (../shared/data)")
 
     from denoisepot.compare import CompareConfig, run_compare
-    from denoisepot.compare.report import pair_cells, summarise
+    from denoisepot.compare.report import pair_cells, start_rows, summarise
     from denoisepot.datagen import ensure_builtin_store
 
     stores = args.out / "stores"
@@ -218,28 +218,18 @@ def main() -> None:
         noise_head=args.noise_head,
     )
     result = run_compare(config, command=shlex.join(["python", *sys.argv]))
-    print("pretrained / from-scratch test energy MAE, seed by seed:")
+    print("pretrained / from-scratch test energy MAE, seed by seed (and, for a head from the "
+          "denoiser, its start: U fitted, no training, test E MAE in kcal/mol):")
     for pair in pair_cells(summarise(result.finetune_runs)):
         p = pair.pretrained
         ratios = pair.ratios()
         spread = f" ± {np.std(ratios, ddof=1):.2f}" if ratios.size > 1 else ""
+        # the report's row for this cell: [backbone, σ, size, start, pretrained, scratch]
+        start = start_rows(result.finetune_runs, [pair], p.dataset)
         print(
             f"  {p.dataset:>22} {p.backbone:>7} σ={p.sigma:g} n={p.train_size:>4}: "
-            f"{ratios.mean():.2f}{spread}"
+            f"{ratios.mean():.2f}{spread}" + (f", start {start[0][3]}" if start else "")
         )
-    from molgraph_data.units import EV_IN_KCAL_PER_MOL
-
-    starts: dict[tuple, list[float]] = {}
-    for record in result.finetune_runs:
-        if record.get("start"):
-            key = (record["dataset"], record["backbone"], record["sigma"], record["train_size"])
-            starts.setdefault(key, []).append(record["start"]["energy_mae"] * EV_IN_KCAL_PER_MOL)
-    if starts:
-        print("the pretrained row's start (the denoiser's U fitted, no training), test E MAE:")
-        for (dataset, backbone, sigma, size), values in starts.items():
-            spread = f" ± {np.std(values, ddof=1):.2f}" if len(values) > 1 else ""
-            print(f"  {dataset:>22} {backbone:>7} σ={sigma:g} n={size:>4}: "
-                  f"{np.mean(values):.2f}{spread} kcal/mol")
     print(f"report: {result.report}")
 
 
