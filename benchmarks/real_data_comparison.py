@@ -150,6 +150,14 @@ def main() -> None:
         help="noise head of every pretraining (default: each backbone's own; gradient gives "
         "EGNN and ET a scalar energy for --pretrained-head denoiser)",
     )
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="optimizer-step budget of each fine-tuning (its epoch cap; early stopping ends "
+        "most runs before it): raise it to check that a ratio is not a step-budget effect "
+        "(default: compare's)",
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("real-data-comparison"))
     args = parser.parse_args()
@@ -212,6 +220,7 @@ def main() -> None:
         pretrain_epochs=settings["pretrain_epochs"],
         pretrain_batch_size=settings["pretrain_batch_size"],
         workers=args.workers,
+        **({} if args.max_steps is None else {"finetune_max_steps": args.max_steps}),
         forces=False if args.energy_only else None,
         pretrained_head=args.pretrained_head,
         head_shift=args.head_shift,
