@@ -51,3 +51,13 @@ def test_generate_bad_smiles_file_is_one_line_and_writes_nothing(tmp_path: Path)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(smiles) in lines[0] and "line 2" in lines[0]
     assert not out.exists() and list(tmp_path.iterdir()) == [smiles]
+
+
+def test_finetune_and_compare_refuse_a_val_fraction_outside_zero_one(tmp_path: Path) -> None:
+    for command in (["compare"], ["finetune", "--backbone", "schnet"]):
+        done = _denoisepot(*command, "--val-fraction", "1.5", "--out", str(tmp_path / "o"),
+                           cwd=tmp_path)
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--val-fraction must be between 0 and 1, got 1.5" in lines[0]
+        assert not (tmp_path / "o").exists()

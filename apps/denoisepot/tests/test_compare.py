@@ -409,3 +409,63 @@ def test_an_element_no_training_conformation_has_is_refused(tiny_store) -> None:
     check_elements_trained(tiny_store, {**split, "train": by_name["methanol"]})
     check_elements_trained(tiny_store, make_split(tiny_store, "conformation", seed=0,
                                                   train_size=3))
+
+
+def test_val_fraction_sets_how_much_of_an_official_train_file_validates(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """rMD17's official split: --val-fraction 0.05 holds out 50 of the 1,000-conformation train
+    file (the field's 950 / 50), so 950 can be trained on; the default 0.1 stops at 900 and
+    keeps its run names; the report states the three counts; out of (0, 1) is refused."""
+    from molgraph_data import convert
+
+    folder = shared_data / "rmd17"
+    store = convert([folder / "rmd17_ethanol_train_01.npz", folder / "rmd17_ethanol_test_01.npz"],
+                    tmp_path / "ethanol.h5")
+    geometries = convert([folder / "rmd17_ethanol_train_01.npz"], tmp_path / "geometries.h5")
+    config = CompareConfig(out=tmp_path / "out", pretrain_data=[geometries],
+                           finetune_data=[store], train_sizes=[50, 950], seeds=[0],
+                           workers=1, progress=False)
+    config.check()
+    data = prepare_data(config)
+    (dataset,) = data.finetune
+    assert dataset.split == "official"
+    with pytest.raises(DenoisepotError, match="--train-sizes 950 is more than the 900 training"):
+        orchestrate._check_train_sizes(config, dataset)
+    default_names = {j.name for j in orchestrate.plan_jobs(
+        dataclasses.replace(config, train_sizes=[50]), data, progress=False)}
+
+    held_out = dataclasses.replace(config, val_fraction=0.05)
+    orchestrate._check_train_sizes(held_out, dataset)
+    assert (dataset.available_train, dataset.validation, dataset.test) == (950, 50, 1000)
+    jobs = orchestrate.plan_jobs(held_out, data, progress=False)
+    finetune = [j for j in jobs if j.kind == "finetune"]
+    assert {j.config.val_fraction for j in finetune} == {0.05}
+    small = {j.name for j in orchestrate.plan_jobs(
+        dataclasses.replace(held_out, train_sizes=[50]), data, progress=False)}
+    # the pretraining is shared; every fine-tuning is a new run
+    assert {n for n in small if n.startswith("pretrain-")} == {
+        n for n in default_names if n.startswith("pretrain-")}
+    assert not {n for n in small if n.startswith("finetune-")} & default_names
+    from denoisepot.engine.finetune import make_split
+
+    parts = make_split(store, "official", seed=0, val_fraction=0.05, train_size=950)
+    assert (parts["train"].size, parts["val"].size, parts["test"].size) == (950, 50, 1000)
+    assert not set(parts["train"]) & set(parts["val"])
+    for bad in (0.0, 1.0):
+        with pytest.raises(DenoisepotError, match=f"--val-fraction must be between 0 and 1, "
+                           f"got {bad}"):
+            dataclasses.replace(config, val_fraction=bad).check()
+
+
+def test_val_fraction_leaves_splits_within_molecules_alone(tiny_store, tmp_path) -> None:
+    """--val-fraction only cuts official train files: on a split within molecules (80/10/10)
+    it is unused, so the runs keep their names and settings."""
+    config = _config(tiny_store, tmp_path / "vf")
+    data = prepare_data(config)
+    assert data.finetune[0].split == "conformation"
+    default = orchestrate.plan_jobs(config, data, progress=False)
+    other = orchestrate.plan_jobs(dataclasses.replace(config, val_fraction=0.3), data,
+                                  progress=False)
+    assert [j.name for j in default] == [j.name for j in other]
+    assert {j.config.val_fraction for j in other if j.kind == "finetune"} == {0.1}

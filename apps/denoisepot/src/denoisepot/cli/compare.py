@@ -84,6 +84,14 @@ def compare(
             "molecule or official.",
         ),
     ] = _D.finetune_split,
+    val_fraction: Annotated[
+        float,
+        typer.Option(
+            "--val-fraction",
+            help="Official split of train/test files: share of the train file held out for "
+            "validation (rMD17: 0.05 gives the field's 950 train / 50 validation).",
+        ),
+    ] = _D.val_fraction,
     pretrain_epochs: Annotated[int, typer.Option("--pretrain-epochs")] = _D.pretrain_epochs,
     pretrain_batch_size: Annotated[
         int, typer.Option("--pretrain-batch-size")
@@ -186,6 +194,7 @@ def compare(
         pretrain_batch_size=pretrain_batch_size,
         pretrain_lr=pretrain_lr,
         finetune_split=split,
+        val_fraction=val_fraction,
         finetune_epochs=max_epochs,
         finetune_max_steps=max_steps,
         patience=patience,

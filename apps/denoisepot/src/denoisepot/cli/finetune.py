@@ -111,6 +111,14 @@ def register(app: typer.Typer) -> None:
                 "or official.",
             ),
         ] = "conformation",
+        val_fraction: Annotated[
+            float,
+            typer.Option(
+                "--val-fraction",
+                help="official split of train/test files: share of the train file held out "
+                "for validation (rMD17: 0.05 gives the field's 950 train / 50 validation).",
+            ),
+        ] = 0.1,
         train_size: Annotated[
             str | None,
             typer.Option("--train-size", help="Training conformations: a count N or a FRACTION."),
@@ -219,6 +227,7 @@ def register(app: typer.Typer) -> None:
             forces=forces,
             force_weight=force_weight,
             split=split,
+            val_fraction=val_fraction,
             train_size=parse_train_size(train_size),
             train_subset=train_subset,
             batch_size=batch_size,

@@ -69,6 +69,7 @@ class CompareConfig:
     pretrain_batch_size: int = 64
     pretrain_lr: float = 5e-4
     finetune_split: str = "auto"
+    val_fraction: float = 0.1
     finetune_epochs: int | None = None
     finetune_max_steps: int = 2000
     patience: int = 25
@@ -144,6 +145,10 @@ class CompareConfig:
                     )
         if self.finetune_split not in SPLITS:
             raise DenoisepotError(f"--split {self.finetune_split!r}: use one of {SPLITS}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise DenoisepotError(
+                f"--val-fraction must be between 0 and 1, got {self.val_fraction}"
+            )
         if self.scale not in SCALES:
             raise DenoisepotError(f"--scale {self.scale!r}: use one of {SCALES}")
         if not self.train_sizes or min(self.train_sizes) < 1:

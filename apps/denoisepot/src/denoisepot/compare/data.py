@@ -20,12 +20,14 @@ PARTITION_SEED = 12345
 @dataclass
 class FinetuneSet:
     """One fine-tuning dataset: a short name, its store, the split used and how many
-    training conformations that split offers."""
+    training, validation and test conformations that split offers."""
 
     name: str
     store: Path
     split: str
     available_train: int = 0
+    validation: int = 0
+    test: int = 0
 
 
 @dataclass

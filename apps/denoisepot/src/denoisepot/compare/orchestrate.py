@@ -112,6 +112,10 @@ def _finetune_job(
         forces=config.forces,
         force_weight=config.force_weight,
         split=dataset.split,
+        # only an official split of train/test files holds validation out of the train file
+        val_fraction=(
+            config.val_fraction if dataset.split == "official" else FinetuneConfig.val_fraction
+        ),
         train_size=size,
         batch_size=config.finetune_batch_size,
         lr=config.finetune_lr,
@@ -289,8 +293,12 @@ def _check_train_sizes(config: CompareConfig, dataset: FinetuneSet) -> None:
     """Record how many training conformations the dataset's split offers; refuse sizes above."""
     from ..engine.finetune import make_split
 
-    split = make_split(dataset.store, dataset.split, seed=config.seeds[0])
+    split = make_split(
+        dataset.store, dataset.split, seed=config.seeds[0], val_fraction=config.val_fraction
+    )
     dataset.available_train = int(split["train"].size)
+    dataset.validation = int(split["val"].size)
+    dataset.test = int(split["test"].size)
     if max(config.train_sizes) > dataset.available_train:
         raise DenoisepotError(
             f"{dataset.store}: --train-sizes {max(config.train_sizes)} is more than the "

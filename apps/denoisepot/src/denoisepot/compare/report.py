@@ -342,8 +342,9 @@ def write_report(
             "",
             f"## Fine-tuning on {dataset.name}",
             "",
-            f"{dataset.store} ({dataset.split} split, {dataset.available_train} training "
-            "conformations available).",
+            f"{dataset.store} ({dataset.split} split: {dataset.available_train} training "
+            f"conformations available, {dataset.validation} for validation, {dataset.test} "
+            "for testing).",
             "",
             _markdown_table(table_header(with_forces), table_rows(mine, with_forces)),
         ]

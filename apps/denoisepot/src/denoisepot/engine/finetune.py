@@ -126,7 +126,9 @@ class FinetuneConfig:
     cap of the ``converged`` protocol (early stopping after ``patience`` epochs without a
     better validation loss). ``forces=None`` trains on forces where the data have them.
     ``train_size``: a count (int) or a fraction (float) of the training part, drawn by
-    ``train_subset`` (see :data:`TRAIN_SUBSETS`).
+    ``train_subset`` (see :data:`TRAIN_SUBSETS`). ``val_fraction``: with the ``official``
+    split of data released as train and test files, the share of the train file held out
+    for validation (0.05 on rMD17's 1,000 gives the field's 950 train / 50 validation).
     """
 
     out_dir: Path
@@ -216,6 +218,8 @@ def _check_config(config: FinetuneConfig) -> None:
         raise DenoisepotError(f"unknown protocol {config.protocol!r}; choose one of {PROTOCOLS}")
     if config.split not in SPLITS:
         raise DenoisepotError(f"unknown split {config.split!r}; choose one of {SPLITS}")
+    if not 0.0 < config.val_fraction < 1.0:
+        raise DenoisepotError(f"--val-fraction must be between 0 and 1, got {config.val_fraction}")
     if config.epochs is not None and config.epochs < 1:
         raise DenoisepotError(f"--epochs must be at least 1, got {config.epochs}")
     if config.force_weight < 0:
