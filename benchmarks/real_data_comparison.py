@@ -155,6 +155,12 @@ def main() -> None:
         "EGNN and ET a scalar energy for --pretrained-head denoiser)",
     )
     parser.add_argument(
+        "--validate-start",
+        action="store_true",
+        help="validate every run's starting weights too (both rows): a head from the "
+        "denoiser that fine-tuning does not improve on validation is kept (epoch 0)",
+    )
+    parser.add_argument(
         "--max-steps",
         type=int,
         default=None,
@@ -236,6 +242,7 @@ def main() -> None:
         forces=False if args.energy_only else None,
         pretrained_head=args.pretrained_head,
         head_shift=args.head_shift,
+        validate_start=args.validate_start,
         noise_head=args.noise_head,
     )
     result = run_compare(config, command=shlex.join(["python", *sys.argv]))

@@ -306,3 +306,40 @@ def test_a_run_with_the_head_from_the_denoiser_records_where_it_started(
     assert new_head.start_metrics is None
     with pytest.raises(DenoisepotError, match="head from the denoiser"):
         denoiser_start_metrics(dataclasses.replace(config, head_init="new"))
+
+
+def test_validate_start_keeps_a_start_that_training_does_not_beat(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--validate-start: the starting weights are the first validation candidate. A learning
+    rate that wrecks the fitted head leaves the start as the best checkpoint (epoch -1: the
+    report's 0; its test errors are the start's), early stopping counts its patience from the
+    start, and the start's validation loss is the one training logs for nearly equal weights."""
+    import csv
+    import dataclasses
+
+    from denoisepot.engine.finetune import run_finetuning
+
+    checkpoint, store = pretrained
+    config = FinetuneConfig(
+        out_dir=tmp_path / "wrecked", data=store, init_checkpoint=checkpoint,
+        head_init="denoiser", split="conformation", train_size=30, protocol="converged",
+        epochs=12, patience=3, batch_size=16, lr=3.0, forces=False, seed=3,
+        validate_start=True, progress_bar=False, accelerator="cpu",
+    )
+    wrecked = run_finetuning(config)
+    assert wrecked.best_epoch == -1 and wrecked.epochs_run == 3
+    assert wrecked.test_metrics.energy_mae == pytest.approx(wrecked.start_metrics.energy_mae,
+                                                            rel=1e-5)
+    without = run_finetuning(dataclasses.replace(config, out_dir=tmp_path / "without",
+                                                 validate_start=False))
+    assert without.best_epoch >= 0
+    assert without.test_metrics.energy_mae > wrecked.test_metrics.energy_mae
+
+    still = run_finetuning(dataclasses.replace(config, out_dir=tmp_path / "still", lr=1e-9,
+                                               epochs=1))
+    payload = torch.load(still.best_checkpoint, weights_only=True)
+    start_loss = payload["val_metrics_ev"]["energy_rmse"] ** 2
+    with open(tmp_path / "still" / "logs" / "metrics.csv") as handle:
+        logged = [float(row["val_loss"]) for row in csv.DictReader(handle) if row["val_loss"]]
+    assert logged == [pytest.approx(start_loss, rel=1e-4)]

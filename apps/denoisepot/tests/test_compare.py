@@ -469,3 +469,25 @@ def test_val_fraction_leaves_splits_within_molecules_alone(tiny_store, tmp_path)
                                   progress=False)
     assert [j.name for j in default] == [j.name for j in other]
     assert {j.config.val_fraction for j in other if j.kind == "finetune"} == {0.1}
+
+
+def test_validate_start_reaches_both_rows_and_keeps_default_names(tiny_store, tmp_path) -> None:
+    """--validate-start applies to every fine-tuning (both rows: the same protocol), which
+    become new runs; the pretraining and, without the option, every run name stay as before."""
+    config = _config(tiny_store, tmp_path / "vs")
+    data = prepare_data(config)
+    default = orchestrate.plan_jobs(config, data, progress=False)
+    validated = orchestrate.plan_jobs(dataclasses.replace(config, validate_start=True), data,
+                                      progress=False)
+    for before, after in zip(default, validated, strict=True):
+        if before.kind == "pretrain":
+            assert before.name == after.name
+        else:
+            assert not before.config.validate_start and after.config.validate_start
+            assert before.name != after.name
+    assert all("validate_start" not in orchestrate._settings(j.config) for j in default)
+    from denoisepot.compare.report import _protocol_text
+
+    assert "starting weights validated too" in _protocol_text(
+        dataclasses.replace(config, validate_start=True), [])
+    assert "starting weights" not in _protocol_text(config, [])

@@ -157,6 +157,15 @@ def compare(
             "(element) or one per atom (atom); the same on one molecule.",
         ),
     ] = _D.head_shift,
+    validate_start: Annotated[
+        bool,
+        typer.Option(
+            "--validate-start",
+            help="Validate every run's starting weights too (both rows): a start that "
+            "training does not beat on validation is kept (epoch 0); early stopping counts "
+            "from it.",
+        ),
+    ] = _D.validate_start,
     noise_head: Annotated[
         str | None,
         typer.Option(
@@ -205,6 +214,7 @@ def compare(
         force_weight=force_weight,
         pretrained_head=pretrained_head,
         head_shift=head_shift,
+        validate_start=validate_start,
         noise_head=noise_head,
         cache_dir=cache_dir,
     )

@@ -172,6 +172,14 @@ def register(app: typer.Typer) -> None:
                 "some of it.",
             ),
         ] = "element",
+        validate_start: Annotated[
+            bool,
+            typer.Option(
+                "--validate-start",
+                help="Validate the starting weights too: the best-validation checkpoint may be "
+                "the start (epoch 0), and early stopping counts from it.",
+            ),
+        ] = False,
         seed: Annotated[
             int, typer.Option("--seed", help="Seed of split, subset and initialisation.")
         ] = 0,
@@ -236,6 +244,7 @@ def register(app: typer.Typer) -> None:
             freeze_backbone_epochs=freeze_backbone_epochs,
             head_init=head_init,
             head_shift=head_shift,
+            validate_start=validate_start,
             readout=readout,
             seed=seed,
             num_workers=num_workers,

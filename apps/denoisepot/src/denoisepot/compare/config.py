@@ -80,6 +80,7 @@ class CompareConfig:
     force_weight: float = 1.0
     pretrained_head: str = "new"
     head_shift: str = "element"
+    validate_start: bool = False
     noise_head: str | None = None
     cache_dir: Path | None = None
     workers: int | None = None

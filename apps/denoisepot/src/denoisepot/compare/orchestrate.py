@@ -61,7 +61,7 @@ class Job:
 
 #: settings added after comparisons were first made, with the value that reproduces the runs
 #: made before they existed: left out of a run's identity at that value, so those runs resume
-_ADDED_LATER = {"head_init": "new"}
+_ADDED_LATER = {"head_init": "new", "validate_start": False}
 
 
 def _settings(run_config: Any, **replace: Any) -> dict[str, Any]:
@@ -121,6 +121,7 @@ def _finetune_job(
         lr=config.finetune_lr,
         head_init="new" if parent is None else config.pretrained_head,
         head_shift=config.head_shift,
+        validate_start=config.validate_start,
         seed=seed,
         progress_bar=progress,
         overwrite=True,

@@ -297,6 +297,12 @@ def _protocol_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> 
             f"optimizer steps), with an epoch cap of {cap_text or 'the engine default'} (about "
             f"{config.finetune_max_steps} optimizer steps, so small training sets are not "
             "stopped for lack of steps), and is tested with its best-validation checkpoint"
+            + (
+                " (the starting weights validated too, as epoch 0: a start that training does "
+                "not beat is kept)"
+                if config.validate_start
+                else ""
+            )
         )
     return (
         f"**paper**: a fixed number of epochs ({cap_text or 'the paper default'}), tested "

@@ -129,6 +129,9 @@ class FinetuneConfig:
     ``train_subset`` (see :data:`TRAIN_SUBSETS`). ``val_fraction``: with the ``official``
     split of data released as train and test files, the share of the train file held out
     for validation (0.05 on rMD17's 1,000 gives the field's 950 train / 50 validation).
+    ``validate_start``: validate the starting weights too, so that the best-validation
+    checkpoint may be the start (epoch 0: a head from the denoiser that training does not
+    improve on is kept) and early stopping counts from it.
     """
 
     out_dir: Path
@@ -158,6 +161,7 @@ class FinetuneConfig:
     head_hidden: int | None = None
     head_init: str = "new"
     head_shift: str = "element"
+    validate_start: bool = False
     seed: int = 0
     num_workers: int = 0
     accelerator: str = "auto"
@@ -955,6 +959,9 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
             start_metrics = _start_errors(potential, store_path, split["test"], config,
                                           has_forces)
     potential.compute_forces = use_forces
+    if config.validate_start and not (config.resume and resume_checkpoint.is_file()):
+        _seed_with_start(potential, store_path, split["val"], config, use_forces, callbacks,
+                         write=trainer.is_global_zero)
     module = FinetuneModule(
         potential,
         use_forces=use_forces,
@@ -1046,6 +1053,27 @@ def _start_errors(potential: Potential, store_path: Path, test: np.ndarray,
                           with_forces=with_forces)[0]
     potential.train()
     return metrics
+
+
+def _seed_with_start(potential: Potential, store_path: Path, val: np.ndarray,
+                     config: FinetuneConfig, use_forces: bool, callbacks: list[L.Callback],
+                     write: bool) -> None:
+    """Validate the starting weights with the training's validation loss (energy MSE plus the
+    weighted force MSE, eV units) and make them the best so far: ``best.pt`` (epoch -1, the
+    report's epoch 0) and the best scores of :class:`BestCheckpoint` and early stopping."""
+    metrics = _start_errors(potential, store_path, val, config, use_forces)
+    potential.compute_forces = use_forces
+    loss = metrics.energy_rmse**2 + (config.force_weight * metrics.force_rmse**2
+                                     if use_forces else 0.0)
+    for callback in callbacks:
+        if isinstance(callback, BestCheckpoint):
+            callback.best_loss, callback.best_epoch = loss, -1
+            if write:
+                atomic_torch_save(potential_to_checkpoint(
+                    potential, **callback.extra, epoch=-1, val_metrics_ev=metrics.as_dict()),
+                    callback.path)
+        elif isinstance(callback, L.pytorch.callbacks.EarlyStopping):
+            callback.best_score = torch.tensor(loss)
 
 
 def write_metrics_json(path: Path, result: FinetuneResult) -> Path:
