@@ -174,6 +174,13 @@ def main() -> None:
         help="share of each rMD17 train file held out for validation (default 0.1; 0.05 with "
         "--full: 950 / 50)",
     )
+    parser.add_argument(
+        "--patience-steps",
+        type=int,
+        default=None,
+        help="early stopping's patience in optimizer steps (at least --patience epochs; "
+        "default: compare's)",
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("real-data-comparison"))
     args = parser.parse_args()
@@ -239,6 +246,7 @@ def main() -> None:
         pretrain_batch_size=settings["pretrain_batch_size"],
         workers=args.workers,
         **({} if args.max_steps is None else {"finetune_max_steps": args.max_steps}),
+        **({} if args.patience_steps is None else {"patience_steps": args.patience_steps}),
         forces=False if args.energy_only else None,
         pretrained_head=args.pretrained_head,
         head_shift=args.head_shift,
