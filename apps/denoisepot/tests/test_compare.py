@@ -491,3 +491,5 @@ def test_validate_start_reaches_both_rows_and_keeps_default_names(tiny_store, tm
     assert "starting weights validated too" in _protocol_text(
         dataclasses.replace(config, validate_start=True), [])
     assert "starting weights" not in _protocol_text(config, [])
+    assert "starting weights validated too" in _protocol_text(
+        dataclasses.replace(config, validate_start=True, protocol="paper"), [])

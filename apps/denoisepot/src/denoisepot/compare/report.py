@@ -289,6 +289,12 @@ def _protocol_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> 
     patience_phrase = (
         f"{patience_text} training conformations" if patience_text else f"{config.patience} epochs"
     )
+    start = (
+        " (the starting weights validated too, as epoch 0: a start that training does not beat "
+        "is kept)"
+        if config.validate_start
+        else ""
+    )
     if config.protocol == "converged":
         return (
             "**converged**: every fine-tuning run (both rows) trains until its validation loss "
@@ -297,16 +303,11 @@ def _protocol_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> 
             f"optimizer steps), with an epoch cap of {cap_text or 'the engine default'} (about "
             f"{config.finetune_max_steps} optimizer steps, so small training sets are not "
             "stopped for lack of steps), and is tested with its best-validation checkpoint"
-            + (
-                " (the starting weights validated too, as epoch 0: a start that training does "
-                "not beat is kept)"
-                if config.validate_start
-                else ""
-            )
+            + start
         )
     return (
         f"**paper**: a fixed number of epochs ({cap_text or 'the paper default'}), tested "
-        "with the best-validation checkpoint"
+        "with the best-validation checkpoint" + start
     )
 
 
