@@ -415,8 +415,9 @@ def test_val_fraction_sets_how_much_of_an_official_train_file_validates(
     shared_data: Path, tmp_path: Path
 ) -> None:
     """rMD17's official split: --val-fraction 0.05 holds out 50 of the 1,000-conformation train
-    file (the field's 950 / 50), so 950 can be trained on; the default 0.1 stops at 900 and
-    keeps its run names; the report states the three counts; out of (0, 1) is refused."""
+    file (the field's 950 / 50), so 950 can be trained on; the default 0.1 stops at 900; the
+    pretraining keeps its name while every fine-tuning becomes a new run; the dataset records
+    the train/validation/test counts the report states; out of (0, 1) is refused."""
     from molgraph_data import convert
 
     folder = shared_data / "rmd17"

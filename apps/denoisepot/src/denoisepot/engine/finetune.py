@@ -466,9 +466,7 @@ class FinetuneModule(L.LightningModule):
             totals = self.trainer.strategy.reduce(totals.to(self.device), reduce_op="sum")
         metrics = MetricAccumulator.from_totals(totals).compute()
         self.last_val_metrics = metrics
-        val_loss = metrics.energy_rmse**2
-        if self.use_forces:
-            val_loss += self.force_weight * metrics.force_rmse**2
+        val_loss = validation_loss(metrics, self.use_forces, self.force_weight)
         self.last_val_loss = val_loss
         # the values are the same on every process; sync_dist averages identical numbers
         self.log("val_loss", val_loss, prog_bar=True, sync_dist=True)
@@ -484,6 +482,15 @@ class FinetuneModule(L.LightningModule):
         scheduler = warmup_plateau_cosine(optimizer, **self.schedule)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def validation_loss(metrics: ErrorMetrics, use_forces: bool, force_weight: float) -> float:
+    """The loss that selects checkpoints and stops training: the energy MSE (eV²) plus, with
+    forces, ``force_weight`` times the force MSE per component ((eV/Å)²)."""
+    loss = metrics.energy_rmse**2
+    if use_forces:
+        loss += force_weight * metrics.force_rmse**2
+    return loss
 
 
 class BestCheckpoint(L.Callback):
@@ -1045,13 +1052,16 @@ def _config_split(config: FinetuneConfig, store_path: Path) -> dict[str, np.ndar
 
 def _start_errors(potential: Potential, store_path: Path, test: np.ndarray,
                   config: FinetuneConfig, with_forces: bool) -> ErrorMetrics:
-    """Test errors of ``potential`` before fine-tuning; the global random state and the
-    training mode are left as they were (training continues from them)."""
+    """Test errors of ``potential`` before fine-tuning; the global random state, the
+    training mode and whether forces are computed are left as they were (training continues
+    from them)."""
+    compute_forces = potential.compute_forces
     with torch.random.fork_rng(devices=[]):
         metrics = predict(potential, store_path, test,
                           batch_size=max(config.batch_size, EVAL_BATCH_SIZE),
                           with_forces=with_forces)[0]
     potential.train()
+    potential.compute_forces = compute_forces
     return metrics
 
 
@@ -1062,9 +1072,7 @@ def _seed_with_start(potential: Potential, store_path: Path, val: np.ndarray,
     weighted force MSE, eV units) and make them the best so far: ``best.pt`` (epoch -1, the
     report's epoch 0) and the best scores of :class:`BestCheckpoint` and early stopping."""
     metrics = _start_errors(potential, store_path, val, config, use_forces)
-    potential.compute_forces = use_forces
-    loss = metrics.energy_rmse**2 + (config.force_weight * metrics.force_rmse**2
-                                     if use_forces else 0.0)
+    loss = validation_loss(metrics, use_forces, config.force_weight)
     for callback in callbacks:
         if isinstance(callback, BestCheckpoint):
             callback.best_loss, callback.best_epoch = loss, -1
