@@ -61,3 +61,13 @@ def test_finetune_and_compare_refuse_a_val_fraction_outside_zero_one(tmp_path: P
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "--val-fraction must be between 0 and 1, got 1.5" in lines[0]
         assert not (tmp_path / "o").exists()
+
+
+def test_finetune_and_compare_refuse_a_negative_warmup(tmp_path: Path) -> None:
+    for command in (["compare"], ["finetune", "--backbone", "schnet"]):
+        done = _denoisepot(*command, "--warmup-steps", "-3", "--out", str(tmp_path / "o"),
+                           cwd=tmp_path)
+        assert done.returncode == 1
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--warmup-steps must be >= 0, got -3" in lines[0]
+        assert not (tmp_path / "o").exists()

@@ -343,3 +343,45 @@ def test_validate_start_keeps_a_start_that_training_does_not_beat(
     with open(tmp_path / "still" / "logs" / "metrics.csv") as handle:
         logged = [float(row["val_loss"]) for row in csv.DictReader(handle) if row["val_loss"]]
     assert logged == [pytest.approx(start_loss, rel=1e-4)]
+
+
+def test_warmup_steps_stretch_the_learning_rate_warmup(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--warmup-steps: the learning rate rises linearly from 1e-3 × lr to lr over that many
+    optimizer steps (logged per step and parameter group in logs/metrics.csv), where the
+    default 0.3 epoch is a single step; the default leaves the schedule as it was."""
+    import csv
+    import dataclasses
+
+    from denoisepot.engine.finetune import run_finetuning
+    from denoisepot.errors import DenoisepotError
+
+    checkpoint, store = pretrained
+    config = FinetuneConfig(
+        out_dir=tmp_path / "warm", data=store, init_checkpoint=checkpoint,
+        head_init="denoiser", split="conformation", train_size=20, protocol="paper",
+        epochs=8, batch_size=32, lr=1e-3, forces=False, seed=3, warmup_steps=5,
+        progress_bar=False, accelerator="cpu",
+    )
+
+    def learning_rates(run: Path) -> list[float]:
+        with open(run / "logs" / "metrics.csv") as handle:
+            rows = [row for row in csv.DictReader(handle) if row.get("lr-AdamW/head")]
+        assert all(row["lr-AdamW/backbone"] == row["lr-AdamW/head"] for row in rows)
+        return [float(row["lr-AdamW/head"]) for row in sorted(rows, key=lambda r: int(r["step"]))]
+
+    run_finetuning(config)
+    warm = learning_rates(tmp_path / "warm")
+    assert len(warm) == 8  # one step per epoch (20 conformations, batch 32)
+    expected = [1e-3 * (1e-3 + (1 - 1e-3) * step / 5) for step in range(5)]
+    assert warm[:5] == pytest.approx(expected, rel=1e-6)
+    assert warm[5] == pytest.approx(1e-3, rel=1e-6)
+
+    run_finetuning(dataclasses.replace(config, out_dir=tmp_path / "default", warmup_steps=0))
+    default = learning_rates(tmp_path / "default")
+    assert default[0] == pytest.approx(1e-6, rel=1e-6)
+    assert default[1] == pytest.approx(1e-3, rel=1e-6)
+
+    with pytest.raises(DenoisepotError, match="--warmup-steps"):
+        run_finetuning(dataclasses.replace(config, out_dir=tmp_path / "bad", warmup_steps=-1))

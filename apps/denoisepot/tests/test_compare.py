@@ -494,3 +494,28 @@ def test_validate_start_reaches_both_rows_and_keeps_default_names(tiny_store, tm
     assert "starting weights" not in _protocol_text(config, [])
     assert "starting weights validated too" in _protocol_text(
         dataclasses.replace(config, validate_start=True, protocol="paper"), [])
+
+
+def test_warmup_steps_reach_both_rows_and_keep_default_names(tiny_store, tmp_path) -> None:
+    """--warmup-steps stretches every fine-tuning's warmup (both rows), which become new
+    runs; the pretraining and, without the option, every run name stay as before; the
+    report's settings say so; a negative count is refused in one line."""
+    config = _config(tiny_store, tmp_path / "ws")
+    data = prepare_data(config)
+    default = orchestrate.plan_jobs(config, data, progress=False)
+    warm = orchestrate.plan_jobs(dataclasses.replace(config, warmup_steps=200), data,
+                                 progress=False)
+    for before, after in zip(default, warm, strict=True):
+        if before.kind == "pretrain":
+            assert before.name == after.name
+        else:
+            assert before.config.warmup_steps == 0 and after.config.warmup_steps == 200
+            assert before.name != after.name
+    assert all("warmup_steps" not in orchestrate._settings(j.config) for j in default)
+    from denoisepot.compare.report import _finetune_text
+
+    assert "warmup 0.3 epoch (at least 200 steps)," in _finetune_text(
+        dataclasses.replace(config, warmup_steps=200), False)
+    assert "warmup 0.3 epoch, plateau" in _finetune_text(config, False)
+    with pytest.raises(DenoisepotError, match="^--warmup-steps must be >= 0, got -1$"):
+        dataclasses.replace(config, warmup_steps=-1).check()

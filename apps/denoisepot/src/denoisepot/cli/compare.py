@@ -166,6 +166,14 @@ def compare(
             "from it.",
         ),
     ] = _D.validate_start,
+    warmup_steps: Annotated[
+        int,
+        typer.Option(
+            "--warmup-steps",
+            help="Fine-tuning's linear learning-rate warmup lasts at least N optimizer steps "
+            "(both rows; the default 0.3 epoch is one step on 50 conformations).",
+        ),
+    ] = _D.warmup_steps,
     noise_head: Annotated[
         str | None,
         typer.Option(
@@ -215,6 +223,7 @@ def compare(
         pretrained_head=pretrained_head,
         head_shift=head_shift,
         validate_start=validate_start,
+        warmup_steps=warmup_steps,
         noise_head=noise_head,
         cache_dir=cache_dir,
     )

@@ -141,6 +141,14 @@ def register(app: typer.Typer) -> None:
             float,
             typer.Option("--backbone-lr-factor", help="Backbone learning rate = lr × this factor."),
         ] = 1.0,
+        warmup_steps: Annotated[
+            int,
+            typer.Option(
+                "--warmup-steps",
+                help="Linear learning-rate warmup of at least N optimizer steps (the default "
+                "0.3 epoch is one step on 50 conformations).",
+            ),
+        ] = 0,
         freeze_backbone_epochs: Annotated[
             int,
             typer.Option(
@@ -241,6 +249,7 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             lr=lr,
             backbone_lr_factor=backbone_lr_factor,
+            warmup_steps=warmup_steps,
             freeze_backbone_epochs=freeze_backbone_epochs,
             head_init=head_init,
             head_shift=head_shift,

@@ -76,6 +76,7 @@ class CompareConfig:
     patience_steps: int = 500
     finetune_batch_size: int = 32
     finetune_lr: float = 5e-4
+    warmup_steps: int = 0
     forces: bool | None = None
     force_weight: float = 1.0
     pretrained_head: str = "new"
@@ -158,6 +159,8 @@ class CompareConfig:
             raise DenoisepotError("--seeds: give at least one seed, e.g. 0,1,2")
         if not self.sigmas or not all(math.isfinite(s) and s > 0 for s in self.sigmas):
             raise DenoisepotError("--sigmas must be positive numbers of Å, e.g. 0.1,0.2")
+        if self.warmup_steps < 0:
+            raise DenoisepotError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if not 0.0 < self.pretrain_fraction < 1.0:
             raise DenoisepotError("--pretrain-fraction must be between 0 and 1")
         for option, value in (

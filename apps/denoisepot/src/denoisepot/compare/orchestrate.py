@@ -61,7 +61,7 @@ class Job:
 
 #: settings added after comparisons were first made, with the value that reproduces the runs
 #: made before they existed: left out of a run's identity at that value, so those runs resume
-_ADDED_LATER = {"head_init": "new", "validate_start": False}
+_ADDED_LATER = {"head_init": "new", "validate_start": False, "warmup_steps": 0}
 
 
 def _settings(run_config: Any, **replace: Any) -> dict[str, Any]:
@@ -119,6 +119,7 @@ def _finetune_job(
         train_size=size,
         batch_size=config.finetune_batch_size,
         lr=config.finetune_lr,
+        warmup_steps=config.warmup_steps,
         head_init="new" if parent is None else config.pretrained_head,
         head_shift=config.head_shift,
         validate_start=config.validate_start,

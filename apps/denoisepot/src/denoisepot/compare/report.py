@@ -471,10 +471,7 @@ def write_report(
         f"σ = {', '.join(f'{s:g}' for s in config.sigmas)} Å; {config.pretrain_epochs} epochs, "
         f"batch {config.pretrain_batch_size}, AdamW lr {config.pretrain_lr:g}, warmup 0.7 "
         "epoch, plateau 0.3, cosine; best-validation checkpoint.",
-        f"- Fine-tuning: training sizes {', '.join(map(str, config.train_sizes))}; "
-        + ("energies and forces" if with_forces else "energies only")
-        + f" (force weight {config.force_weight:g}); batch {config.finetune_batch_size}, AdamW "
-        f"lr {config.finetune_lr:g}, warmup 0.3 epoch, plateau 0.7, cosine over the epoch cap.",
+        _finetune_text(config, with_forces),
         f"- Seeds: {', '.join(map(str, config.seeds))} (each fixes the split, the training "
         "subset, the data order and the initialisation, identically for both rows). A training "
         "subset keeps every molecule's share of the training part, at least one conformation "
@@ -494,6 +491,18 @@ def write_report(
     tmp.write_text("\n".join(lines) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def _finetune_text(config: CompareConfig, with_forces: bool) -> str:
+    """The Settings line of the fine-tuning recipe (the same for both rows)."""
+    return (
+        f"- Fine-tuning: training sizes {', '.join(map(str, config.train_sizes))}; "
+        + ("energies and forces" if with_forces else "energies only")
+        + f" (force weight {config.force_weight:g}); batch {config.finetune_batch_size}, AdamW "
+        f"lr {config.finetune_lr:g}, warmup 0.3 epoch"
+        + (f" (at least {config.warmup_steps} steps)" if config.warmup_steps else "")
+        + ", plateau 0.7, cosine over the epoch cap."
+    )
 
 
 def _temperature(kelvin: float | None) -> str:

@@ -131,7 +131,9 @@ class FinetuneConfig:
     for validation (0.05 on rMD17's 1,000 gives the field's 950 train / 50 validation).
     ``validate_start``: validate the starting weights too, so that the best-validation
     checkpoint may be the start (epoch 0: a head from the denoiser that training does not
-    improve on is kept) and early stopping counts from it.
+    improve on is kept) and early stopping counts from it. ``warmup_steps``: the learning
+    rate's linear warmup lasts at least this many optimizer steps (``warmup_epochs`` alone
+    is a step or two on a small training set).
     """
 
     out_dir: Path
@@ -155,6 +157,7 @@ class FinetuneConfig:
     freeze_backbone_epochs: int = 0
     weight_decay: float = 0.0
     warmup_epochs: float = 0.3
+    warmup_steps: int = 0
     plateau_epochs: float = 0.7
     min_lr: float = 1e-7
     readout: str = "per_atom"
@@ -232,6 +235,8 @@ def _check_config(config: FinetuneConfig) -> None:
         raise DenoisepotError(f"--strategy {config.strategy!r}: use auto or ddp")
     if config.devices < 1 or config.num_nodes < 1:
         raise DenoisepotError("--devices and --num-nodes must be at least 1")
+    if config.warmup_steps < 0:
+        raise DenoisepotError(f"--warmup-steps must be >= 0, got {config.warmup_steps}")
     if config.batch_size < 1 or config.lr <= 0:
         raise DenoisepotError("--batch-size must be >= 1 and the learning rate positive")
 
@@ -916,6 +921,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     callbacks: list[L.Callback] = [
         BestCheckpoint(config.out_dir / BEST_CHECKPOINT, extra),
         ResumeCheckpoint(resume_checkpoint),
+        # the learning rate of every parameter group, in logs/metrics.csv
+        L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"),
     ]
     if config.protocol == "converged":
         callbacks.append(L.pytorch.callbacks.EarlyStopping(
@@ -978,7 +985,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         weight_decay=config.weight_decay,
         freeze_backbone_epochs=config.freeze_backbone_epochs,
         total_steps=max_epochs * train_steps,
-        warmup_steps=round(config.warmup_epochs * train_steps),
+        warmup_steps=max(round(config.warmup_epochs * train_steps), config.warmup_steps),
         plateau_steps=round(config.plateau_epochs * train_steps),
         min_lr=config.min_lr,
     )
