@@ -131,3 +131,28 @@ def test_a_failed_checkpoint_write_leaves_the_previous_checkpoint(tmp_path: Path
     kept = torch.load(path, weights_only=True)
     assert kept["epoch"] == 1 and torch.equal(kept["weights"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_a_run_recorded_before_newer_settings_existed_still_resumes(
+    water_store: Path, tmp_path: Path
+) -> None:
+    """A run.json written before --train-subset, --head-init, --head-shift, --validate-start
+    and --warmup-steps existed resumes with the values such runs were made with, and a
+    different value is named in one line (the old run drew its subset at random)."""
+    import json
+
+    from denoisepot.errors import DenoisepotError
+
+    settings = {"protocol": "converged", "epochs": 6, "patience": 1, "lr": 0.5,
+                "batch_size": 8, "train_subset": "random", "head_shift": "atom"}
+    finished = run_finetuning(_config(water_store, tmp_path / "run", **settings))
+    run_file = tmp_path / "run" / "run.json"
+    recorded = json.loads(run_file.read_text())
+    for key in ("train_subset", "head_init", "head_shift", "validate_start", "warmup_steps"):
+        del recorded[key]
+    run_file.write_text(json.dumps(recorded))
+    again = run_finetuning(_config(water_store, tmp_path / "run", resume=True, **settings))
+    _assert_same_run(again, finished)
+    with pytest.raises(DenoisepotError, match=r"train_subset: 'random' -> 'stratified'"):
+        run_finetuning(_config(water_store, tmp_path / "run", resume=True,
+                               **{**settings, "train_subset": "stratified"}))

@@ -52,7 +52,9 @@ class CompareConfig:
     the release's official split where the store has one (rMD17 train/test files, ISO17), else
     80/10/10 within each molecule.
     A store used for both is partitioned within each molecule: ``pretrain_fraction`` of every
-    molecule's conformations for pretraining, the rest for fine-tuning (never seen before)."""
+    molecule's conformations for pretraining, the rest for fine-tuning (never seen before).
+    ``warmup_steps``: every fine-tuning's learning-rate warmup lasts at least this many
+    optimizer steps (both rows)."""
 
     out: Path
     backbones: list[str] = field(default_factory=lambda: ["schnet"])

@@ -20,10 +20,13 @@ def write_json_atomic(path: Path, content: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def check_same_settings(run_file: Path, settings: dict[str, Any]) -> None:
+def check_same_settings(
+    run_file: Path, settings: dict[str, Any], absent_means: dict[str, Any] | None = None
+) -> None:
     """Raise DenoisepotError, naming every differing setting, if ``settings`` (plain JSON data)
-    differ from those recorded in ``run_file``."""
-    recorded = json.loads(run_file.read_text())
+    differ from those recorded in ``run_file``. ``absent_means``: for settings added after
+    runs were recorded, the value that a run file without them was made with."""
+    recorded = {**(absent_means or {}), **json.loads(run_file.read_text())}
     changed = sorted(k for k in recorded.keys() | settings.keys()
                      if recorded.get(k) != settings.get(k))
     if changed:
