@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def _denoisepot(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -53,21 +55,19 @@ def test_generate_bad_smiles_file_is_one_line_and_writes_nothing(tmp_path: Path)
     assert not out.exists() and list(tmp_path.iterdir()) == [smiles]
 
 
-def test_finetune_and_compare_refuse_a_val_fraction_outside_zero_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--val-fraction", "1.5", "--val-fraction must be between 0 and 1, got 1.5"),
+        ("--warmup-steps", "-3", "--warmup-steps must be >= 0, got -3"),
+    ],
+)
+def test_finetune_and_compare_refuse_an_option_out_of_range(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
     for command in (["compare"], ["finetune", "--backbone", "schnet"]):
-        done = _denoisepot(*command, "--val-fraction", "1.5", "--out", str(tmp_path / "o"),
-                           cwd=tmp_path)
+        done = _denoisepot(*command, option, value, "--out", str(tmp_path / "o"), cwd=tmp_path)
         assert done.returncode == 1
         lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and "--val-fraction must be between 0 and 1, got 1.5" in lines[0]
-        assert not (tmp_path / "o").exists()
-
-
-def test_finetune_and_compare_refuse_a_negative_warmup(tmp_path: Path) -> None:
-    for command in (["compare"], ["finetune", "--backbone", "schnet"]):
-        done = _denoisepot(*command, "--warmup-steps", "-3", "--out", str(tmp_path / "o"),
-                           cwd=tmp_path)
-        assert done.returncode == 1
-        lines = done.stderr.strip().splitlines()
-        assert len(lines) == 1 and "--warmup-steps must be >= 0, got -3" in lines[0]
+        assert len(lines) == 1 and message in lines[0]
         assert not (tmp_path / "o").exists()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..datagen.generate import default_workers
+from ..engine.runfile import FINETUNE_ADDED_LATER
 from ..errors import DenoisepotError
 from .config import CompareConfig, identity_hash
 from .data import ComparisonData, FinetuneSet, prepare_data
@@ -61,7 +62,10 @@ class Job:
 
 #: settings added after comparisons were first made, with the value that reproduces the runs
 #: made before they existed: left out of a run's identity at that value, so those runs resume
-_ADDED_LATER = {"head_init": "new", "validate_start": False, "warmup_steps": 0}
+#: (train_subset and head_shift changed their defaults; _finetune_job keeps names for them
+#: where the old and new values compute the same)
+_ADDED_LATER = {key: value for key, value in FINETUNE_ADDED_LATER.items()
+                if key not in ("train_subset", "head_shift")}
 
 
 def _settings(run_config: Any, **replace: Any) -> dict[str, Any]:

@@ -63,7 +63,7 @@ from molgraph_data import (
 )
 
 from ..errors import DenoisepotError
-from .runfile import RUN_FILE, check_same_settings, write_json_atomic
+from .runfile import FINETUNE_ADDED_LATER, RUN_FILE, check_same_settings, write_json_atomic
 from .schedule import warmup_plateau_cosine
 
 logger = logging.getLogger("denoisepot.finetune")
@@ -112,10 +112,6 @@ RUN_ENTRIES = (BEST_CHECKPOINT, RESULTS_CSV, METRICS_JSON, SPLIT_NPZ, _RESUME_DI
 #: settings that do not change what a run computes (may differ when it is resumed)
 _NOT_DEFINING = ("out_dir", "resume", "overwrite", "progress_bar", "num_workers",
                  "accelerator", "strategy")
-#: settings added after runs were first recorded, with the value a run file without them was
-#: made with (such a run resumes with that value, and says so when given another)
-_ADDED_LATER = {"train_subset": "random", "head_init": "new", "head_shift": "atom",
-                "validate_start": False, "warmup_steps": 0}
 #: smallest batch used for evaluation (no optimizer step, so larger batches are cheaper)
 EVAL_BATCH_SIZE = 256
 
@@ -849,7 +845,7 @@ def _check_or_record_settings(config: FinetuneConfig) -> None:
         {k: v for k, v in config.to_plain().items() if k not in _NOT_DEFINING}))
     path = config.out_dir / RUN_FILE
     if config.resume and path.is_file():
-        check_same_settings(path, settings, absent_means=_ADDED_LATER)
+        check_same_settings(path, settings, absent_means=FINETUNE_ADDED_LATER)
     else:
         write_json_atomic(path, settings)
 

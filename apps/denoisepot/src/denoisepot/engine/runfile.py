@@ -11,6 +11,11 @@ from typing import Any
 from ..errors import DenoisepotError
 
 RUN_FILE = "run.json"
+#: fine-tuning settings added after runs were first recorded, with the value that a run made
+#: before each existed used (such a run resumes with it, and compare leaves a setting at that
+#: value out of a run's name, so older runs keep theirs)
+FINETUNE_ADDED_LATER = {"train_subset": "random", "head_init": "new", "head_shift": "atom",
+                        "validate_start": False, "warmup_steps": 0}
 
 
 def write_json_atomic(path: Path, content: dict[str, Any]) -> None:
