@@ -71,3 +71,27 @@ def test_finetune_and_compare_refuse_an_option_out_of_range(
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0]
         assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", [["compare"], ["finetune", "--backbone", "schnet"]])
+def test_a_refused_option_imports_neither_torch_nor_lightning(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """Settings are checked before the training engine is imported, so a mistake is answered
+    at once instead of after the seconds (tens on a loaded machine) torch and Lightning take."""
+    argv = ["denoisepot", *command, "--warmup-steps", "-1", "--out", str(tmp_path / "o")]
+    script = (
+        "import sys\n"
+        "from denoisepot.cli import main\n"
+        f"sys.argv = {argv!r}\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as stop:\n"
+        "    heavy = [m for m in ('torch', 'lightning') if m in sys.modules]\n"
+        "    print(stop.code, heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                          text=True, check=False)
+    assert done.stdout.strip() == "1 []", done.stdout + done.stderr
+    assert "--warmup-steps must be >= 0, got -1" in done.stderr
+    assert not (tmp_path / "o").exists()

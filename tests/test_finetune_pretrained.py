@@ -264,15 +264,15 @@ def test_head_from_the_denoiser_fits_a_shift_per_element_on_several_molecules(
 
 
 def test_head_from_the_denoiser_needs_a_pretrained_backbone(tmp_path: Path) -> None:
-    from denoisepot.engine.finetune import _check_config
+    from denoisepot.engine.finetune_config import check_config
     from denoisepot.errors import DenoisepotError
 
     with pytest.raises(DenoisepotError, match="--head-init denoiser .* give its checkpoint"):
-        _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="denoiser"))
+        check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="denoiser"))
     with pytest.raises(DenoisepotError, match="--head-init 'copy'"):
-        _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="copy"))
+        check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_init="copy"))
     with pytest.raises(DenoisepotError, match="--head-shift 'molecule'"):
-        _check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_shift="molecule"))
+        check_config(FinetuneConfig(out_dir=tmp_path, backbone="schnet", head_shift="molecule"))
 
 
 def test_a_run_with_the_head_from_the_denoiser_records_where_it_started(

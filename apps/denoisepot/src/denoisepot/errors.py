@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 class DenoisepotError(Exception):
     """A user error raised by the app itself; the message names the file and the fix."""
@@ -10,9 +12,17 @@ class DenoisepotError(Exception):
 def user_error_types() -> tuple[type[BaseException], ...]:
     """Exception types that the CLI reports as one clear line and exit status 1.
 
-    Imported lazily: only called after an exception, when these modules are loaded anyway.
+    Only the packages already imported are asked for theirs (an exception of a type that was
+    never imported cannot have been raised), so a refusal made before torch is loaded does
+    not load it.
     """
-    from equivariant_backbones import CheckpointError, UnknownBackboneError
-    from molgraph_data.errors import DataError
+    types: list[type[BaseException]] = [DenoisepotError]
+    if "equivariant_backbones" in sys.modules:
+        from equivariant_backbones import CheckpointError, UnknownBackboneError
 
-    return (DenoisepotError, DataError, CheckpointError, UnknownBackboneError)
+        types += [CheckpointError, UnknownBackboneError]
+    if "molgraph_data" in sys.modules:
+        from molgraph_data.errors import DataError
+
+        types.append(DataError)
+    return tuple(types)

@@ -194,8 +194,6 @@ def compare(
     """Pretrain each backbone once per σ, fine-tune pretrained and from-scratch networks with
     identical settings and seeds, and write report.md, results.csv and plots (kcal/mol).
     Rerun the same command to continue an interrupted comparison."""
-    from ..compare import run_compare
-
     config = CompareConfig(
         out=out,
         backbones=list(backbone) if backbone else list(_D.backbones),
@@ -227,6 +225,10 @@ def compare(
         noise_head=noise_head,
         cache_dir=cache_dir,
     )
+    config.check()  # before the engine's imports (Lightning, the data generator)
+
+    from ..compare import run_compare
+
     result = run_compare(config, command=shlex.join(["denoisepot", *sys.argv[1:]]))
     typer.echo(f"report: {result.report}\nresults: {result.results_csv}")
     for plot in result.plots:

@@ -223,14 +223,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.logging import RichHandler
 
-        from ..engine.finetune import FinetuneConfig, run_finetuning
-        from .evaluate import metrics_table
+        from ..engine.finetune_config import FinetuneConfig, check_config
 
-        console = Console()
-        handler = RichHandler(console=console, show_path=False)
-        for name in ("finetune_heads", "denoisepot"):
-            logging.getLogger(name).addHandler(handler)
-            logging.getLogger(name).setLevel(logging.INFO)
         config = FinetuneConfig(
             out_dir=out,
             data=data,
@@ -265,6 +259,16 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             overwrite=overwrite,
         )
+        check_config(config)  # before the training engine's imports (torch, Lightning)
+
+        from ..engine.finetune import run_finetuning
+        from .evaluate import metrics_table
+
+        console = Console()
+        handler = RichHandler(console=console, show_path=False)
+        for name in ("finetune_heads", "denoisepot"):
+            logging.getLogger(name).addHandler(handler)
+            logging.getLogger(name).setLevel(logging.INFO)
         result = run_finetuning(config)
         if result is None:  # a data-parallel process other than the first: it reports
             return

@@ -113,18 +113,13 @@ class CompareConfig:
         return max(self.patience, math.ceil(self.patience_steps / steps_per_epoch))
 
     def check(self) -> None:
-        """Raise DenoisepotError (one line naming the option) for settings that cannot run."""
-        from equivariant_backbones import NOISE_HEAD_KINDS, backbone_class, list_backbones
+        """Raise DenoisepotError (one line naming the option) for settings that cannot run.
 
+        The backbone names and noise heads are checked last: they need the backbone registry,
+        which imports torch."""
         # the pretrained row's energy head: the fine-tuning engine's choices ("new", "denoiser")
-        from ..engine.finetune import HEAD_INITS, HEAD_SHIFTS
+        from ..engine.finetune_config import HEAD_INITS, HEAD_SHIFTS
 
-        known = list_backbones()
-        for name in self.backbones:
-            if name not in known:
-                raise DenoisepotError(
-                    f"--backbone {name!r} is unknown; choose from {', '.join(known)}"
-                )
         if not self.backbones:
             raise DenoisepotError("--backbone: give at least one backbone")
         if self.protocol not in PROTOCOLS:
@@ -135,18 +130,6 @@ class CompareConfig:
             )
         if self.head_shift not in HEAD_SHIFTS:
             raise DenoisepotError(f"--head-shift {self.head_shift!r}: use one of {HEAD_SHIFTS}")
-        if self.noise_head is not None and self.noise_head not in NOISE_HEAD_KINDS:
-            raise DenoisepotError(
-                f"--noise-head {self.noise_head!r}: use one of {', '.join(NOISE_HEAD_KINDS)}"
-            )
-        if self.pretrained_head == "denoiser":
-            for name in self.backbones:
-                kind = self.noise_head or backbone_class(name).default_noise_head
-                if kind != "gradient":
-                    raise DenoisepotError(
-                        f"--pretrained-head denoiser needs a gradient noise head (a scalar "
-                        f"energy); {name}'s is {kind}: add --noise-head gradient"
-                    )
         if self.finetune_split not in SPLITS:
             raise DenoisepotError(f"--split {self.finetune_split!r}: use one of {SPLITS}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -176,7 +159,29 @@ class CompareConfig:
         ):
             if value < 1:
                 raise DenoisepotError(f"{option} must be at least 1, got {value}")
+        self._check_backbones()
 
+    def _check_backbones(self) -> None:
+        from equivariant_backbones import NOISE_HEAD_KINDS, backbone_class, list_backbones
+
+        known = list_backbones()
+        for name in self.backbones:
+            if name not in known:
+                raise DenoisepotError(
+                    f"--backbone {name!r} is unknown; choose from {', '.join(known)}"
+                )
+        if self.noise_head is not None and self.noise_head not in NOISE_HEAD_KINDS:
+            raise DenoisepotError(
+                f"--noise-head {self.noise_head!r}: use one of {', '.join(NOISE_HEAD_KINDS)}"
+            )
+        if self.pretrained_head == "denoiser":
+            for name in self.backbones:
+                kind = self.noise_head or backbone_class(name).default_noise_head
+                if kind != "gradient":
+                    raise DenoisepotError(
+                        f"--pretrained-head denoiser needs a gradient noise head (a scalar "
+                        f"energy); {name}'s is {kind}: add --noise-head gradient"
+                    )
 
 def identity_hash(settings: dict[str, Any]) -> str:
     """Short stable hash of plain settings (names a run folder; changes when a setting does)."""

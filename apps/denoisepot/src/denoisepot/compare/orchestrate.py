@@ -101,7 +101,7 @@ def _finetune_job(
     progress: bool,
 ) -> Job:
     """The fine-tuning of ``row`` ("scratch", or "pretrained" from ``parent``'s checkpoint)."""
-    from ..engine.finetune import FinetuneConfig
+    from ..engine.finetune_config import FinetuneConfig
 
     checkpoint = None if parent is None else parent.config.out / "best.pt"
     finetune = FinetuneConfig(

@@ -31,7 +31,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,15 @@ from molgraph_data import (
 )
 
 from ..errors import DenoisepotError
+from .finetune_config import (
+    CONVERGED_EPOCH_CAP,
+    HEAD_SHIFTS,
+    PAPER_EPOCHS,
+    PAPER_EPOCHS_DEFAULT,
+    TRAIN_SUBSETS,
+    FinetuneConfig,
+    check_config,
+)
 from .runfile import FINETUNE_ADDED_LATER, RUN_FILE, check_same_settings, write_json_atomic
 from .schedule import warmup_plateau_cosine
 
@@ -82,23 +91,6 @@ def _hide_lightning_adverts() -> None:
     if not any(isinstance(f, _NoAdverts) for f in target.filters):
         target.addFilter(_NoAdverts())
 
-PROTOCOLS = ("paper", "converged")
-#: the energy head's start: ``new`` (random, the same for both rows) or, for a pretrained
-#: backbone with a gradient noise head, ``denoiser`` (the noise head's scalar U, scaled by least
-#: squares on the training labels; see :func:`transfer_denoiser_head`)
-HEAD_INITS = ("new", "denoiser")
-SPLITS = ("conformation", "molecule", "official")
-#: how ``train_size`` conformations are drawn from the training part: ``stratified`` (every
-#: molecule's share, at least one each where the size allows) or ``random`` (from all at once)
-TRAIN_SUBSETS = ("stratified", "random")
-#: the shifts fitted with the denoiser's U when ``head_init="denoiser"``: one per atom of each
-#: element, or one per atom (the same fit when the training set has one composition)
-HEAD_SHIFTS = ("element", "atom")
-#: paper protocol: fixed epochs by source format (ANI: 10; SPICE, ISO17 and others: 50)
-PAPER_EPOCHS = {"ani1": 10, "ani1x": 10}
-PAPER_EPOCHS_DEFAULT = 50
-#: converged protocol: epoch cap when none is given
-CONVERGED_EPOCH_CAP = 500
 BEST_CHECKPOINT = "best.pt"
 RESULTS_CSV = "results.csv"
 METRICS_JSON = "metrics.json"
@@ -114,76 +106,6 @@ _NOT_DEFINING = ("out_dir", "resume", "overwrite", "progress_bar", "num_workers"
                  "accelerator", "strategy")
 #: smallest batch used for evaluation (no optimizer step, so larger batches are cheaper)
 EVAL_BATCH_SIZE = 256
-
-
-@dataclass
-class FinetuneConfig:
-    """Everything that defines a fine-tuning run; paths, Å, eV, eV/Å.
-
-    Give ``init_checkpoint`` (a pretraining checkpoint: the pretrained row) or ``backbone``
-    with ``backbone_hparams`` (the from-scratch row); all other settings are shared.
-    ``epochs``: the fixed epoch count of the ``paper`` protocol (default by dataset) or the
-    cap of the ``converged`` protocol (early stopping after ``patience`` epochs without a
-    better validation loss). ``forces=None`` trains on forces where the data have them.
-    ``train_size``: a count (int) or a fraction (float) of the training part, drawn by
-    ``train_subset`` (see :data:`TRAIN_SUBSETS`). ``val_fraction``: with the ``official``
-    split of data released as train and test files, the share of the train file held out
-    for validation (0.05 on rMD17's 1,000 gives the field's 950 train / 50 validation).
-    ``validate_start``: validate the starting weights too, so that the best-validation
-    checkpoint may be the start (epoch 0: a head from the denoiser that training does not
-    improve on is kept) and early stopping counts from it. ``warmup_steps``: the learning
-    rate's linear warmup lasts at least this many optimizer steps (``warmup_epochs`` alone
-    is a step or two on a small training set).
-    """
-
-    out_dir: Path
-    data: Path | None = None
-    init_checkpoint: Path | None = None
-    backbone: str | None = None
-    backbone_hparams: dict[str, Any] = field(default_factory=dict)
-    protocol: str = "paper"
-    epochs: int | None = None
-    patience: int = 30
-    forces: bool | None = None
-    force_weight: float = 1.0
-    split: str = "conformation"
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    val_fraction: float = 0.1
-    train_size: int | float | None = None
-    train_subset: str = "stratified"
-    batch_size: int = 256
-    lr: float = 2e-4
-    backbone_lr_factor: float = 1.0
-    freeze_backbone_epochs: int = 0
-    weight_decay: float = 0.0
-    warmup_epochs: float = 0.3
-    warmup_steps: int = 0
-    plateau_epochs: float = 0.7
-    min_lr: float = 1e-7
-    readout: str = "per_atom"
-    head_hidden: int | None = None
-    head_init: str = "new"
-    head_shift: str = "element"
-    validate_start: bool = False
-    seed: int = 0
-    num_workers: int = 0
-    accelerator: str = "auto"
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    progress_bar: bool = True
-    resume: bool = False
-    overwrite: bool = False
-
-    def to_plain(self) -> dict[str, Any]:
-        """The configuration as JSON-friendly plain data (paths as strings)."""
-        plain = asdict(self)
-        for key, value in plain.items():
-            if isinstance(value, Path):
-                plain[key] = str(value)
-            elif isinstance(value, tuple):
-                plain[key] = list(value)
-        return plain
 
 
 @dataclass
@@ -205,40 +127,6 @@ class FinetuneResult:
     #: test errors of the potential fine-tuning started from, for a head from the denoiser
     #: (its scalar U scaled on the training labels, no optimizer step yet); else None
     start_metrics: ErrorMetrics | None = None
-
-
-def _check_config(config: FinetuneConfig) -> None:
-    if (config.init_checkpoint is None) == (config.backbone is None):
-        raise DenoisepotError("give either a pretraining checkpoint (--from CKPT) or a backbone "
-                              "name (--backbone NAME), not both or neither")
-    if config.init_checkpoint is not None and config.backbone_hparams:
-        raise DenoisepotError("--hparam applies to --backbone only; a pretrained backbone takes "
-                              "its hyperparameters from the checkpoint")
-    if config.head_init not in HEAD_INITS:
-        raise DenoisepotError(f"--head-init {config.head_init!r}: use one of {HEAD_INITS}")
-    if config.head_shift not in HEAD_SHIFTS:
-        raise DenoisepotError(f"--head-shift {config.head_shift!r}: use one of {HEAD_SHIFTS}")
-    if config.head_init == "denoiser" and config.init_checkpoint is None:
-        raise DenoisepotError("--head-init denoiser starts the energy head from a pretrained "
-                              "denoiser: give its checkpoint with --from")
-    if config.protocol not in PROTOCOLS:
-        raise DenoisepotError(f"unknown protocol {config.protocol!r}; choose one of {PROTOCOLS}")
-    if config.split not in SPLITS:
-        raise DenoisepotError(f"unknown split {config.split!r}; choose one of {SPLITS}")
-    if not 0.0 < config.val_fraction < 1.0:
-        raise DenoisepotError(f"--val-fraction must be between 0 and 1, got {config.val_fraction}")
-    if config.epochs is not None and config.epochs < 1:
-        raise DenoisepotError(f"--epochs must be at least 1, got {config.epochs}")
-    if config.force_weight < 0:
-        raise DenoisepotError(f"--force-weight must be >= 0, got {config.force_weight}")
-    if config.strategy not in ("auto", "ddp"):
-        raise DenoisepotError(f"--strategy {config.strategy!r}: use auto or ddp")
-    if config.devices < 1 or config.num_nodes < 1:
-        raise DenoisepotError("--devices and --num-nodes must be at least 1")
-    if config.warmup_steps < 0:
-        raise DenoisepotError(f"--warmup-steps must be >= 0, got {config.warmup_steps}")
-    if config.batch_size < 1 or config.lr <= 0:
-        raise DenoisepotError("--batch-size must be >= 1 and the learning rate positive")
 
 
 def resolve_store(data: Path | None, workdir: Path) -> Path:
@@ -882,7 +770,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     from molgraph_data import save_split
 
     started = time.perf_counter()
-    _check_config(config)
+    check_config(config)
     config.out_dir = Path(config.out_dir)
     store_path = resolve_store(config.data, config.out_dir / "data")
 
