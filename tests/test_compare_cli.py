@@ -73,13 +73,22 @@ def test_finetune_and_compare_refuse_an_option_out_of_range(
         assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("command", [["compare"], ["finetune", "--backbone", "schnet"]])
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["compare", "--warmup-steps", "-1"], "--warmup-steps must be >= 0, got -1"),
+        (["finetune", "--backbone", "schnet", "--warmup-steps", "-1"],
+         "--warmup-steps must be >= 0, got -1"),
+        (["pretrain", "--backbone", "schnet", "--sigma", "-1"],
+         "--sigma must be a positive number of Å, got -1.0"),
+    ],
+)
 def test_a_refused_option_imports_neither_torch_nor_lightning(
-    tmp_path: Path, command: list[str]
+    tmp_path: Path, command: list[str], message: str
 ) -> None:
     """Settings are checked before the training engine is imported, so a mistake is answered
     at once instead of after the seconds (tens on a loaded machine) torch and Lightning take."""
-    argv = ["denoisepot", *command, "--warmup-steps", "-1", "--out", str(tmp_path / "o")]
+    argv = ["denoisepot", *command, "--out", str(tmp_path / "o")]
     script = (
         "import sys\n"
         "from denoisepot.cli import main\n"
@@ -93,5 +102,5 @@ def test_a_refused_option_imports_neither_torch_nor_lightning(
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                           text=True, check=False)
     assert done.stdout.strip() == "1 []", done.stdout + done.stderr
-    assert "--warmup-steps must be >= 0, got -1" in done.stderr
+    assert message in done.stderr
     assert not (tmp_path / "o").exists()

@@ -112,7 +112,7 @@ def pretrain(
     from rich.console import Console
     from rich.table import Table
 
-    from ..engine.pretrain import PretrainConfig, run_pretraining
+    from ..engine.pretrain_config import PretrainConfig, check_config
 
     config = PretrainConfig(
         backbone=backbone, out=out, data=list(data or []), sigma_angstrom=sigma, epochs=epochs,
@@ -124,6 +124,10 @@ def pretrain(
         accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
         num_workers=num_workers, state_every_n_steps=max(1, state_every), progress=progress,
     )
+    check_config(config)  # before the training engine's imports (torch, Lightning Fabric)
+
+    from ..engine.pretrain import run_pretraining
+
     result = run_pretraining(config)
     if result.global_rank != 0:
         return

@@ -171,7 +171,7 @@ def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> li
     dataset, seed and training size one from-scratch and one pretrained fine-tuning per σ."""
     from equivariant_backbones import backbone_class
 
-    from ..engine.pretrain import PretrainConfig
+    from ..engine.pretrain_config import PretrainConfig
 
     runs = config.out / RUNS_DIR
     jobs: list[Job] = []
