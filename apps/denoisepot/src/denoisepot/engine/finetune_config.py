@@ -15,7 +15,7 @@ from ..errors import DenoisepotError
 PROTOCOLS = ("paper", "converged")
 #: the energy head's start: ``new`` (random, the same for both rows) or, for a pretrained
 #: backbone with a gradient noise head, ``denoiser`` (the noise head's scalar U, scaled by least
-#: squares on the training labels; see :func:`transfer_denoiser_head`)
+#: squares on the training labels; see :func:`denoisepot.engine.finetune.transfer_denoiser_head`)
 HEAD_INITS = ("new", "denoiser")
 SPLITS = ("conformation", "molecule", "official")
 #: how ``train_size`` conformations are drawn from the training part: ``stratified`` (every
