@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rmd17"
-#: the real-data comparison's "small" scale (denoisepot.compare.config.SMALL_HPARAMS)
+#: the four backbones, each at the real-data comparison's "small" scale
+#: (denoisepot.compare.config.SMALL_HPARAMS)
 BACKBONES = ("schnet", "egnn", "et", "se3t")
 RIDGE_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
