@@ -45,11 +45,17 @@ def small_overrides(name: str) -> dict[str, Any]:
 
 CHECKS = [check for check in suite.ALL_CHECKS if check is not suite.check_compiles]
 
+#: switches past the paper that change a backbone's function, run through the same suite
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "egnn-rbf": ("egnn", {"num_rbf": 8}),
+}
 
-@pytest.mark.parametrize("name", list_backbones())
+
+@pytest.mark.parametrize("name", [*list_backbones(), *VARIANTS])
 @pytest.mark.parametrize("check", CHECKS, ids=lambda check: check.__name__)
 def test_backbone_property(name: str, check) -> None:
-    check(lambda: build_backbone(name, **small_overrides(name)))
+    backbone, extra = VARIANTS.get(name, (name, {}))
+    check(lambda: build_backbone(backbone, **small_overrides(backbone), **extra))
 
 
 @pytest.mark.parametrize("name", list_backbones())
@@ -66,5 +72,26 @@ def test_paper_defaults() -> None:
                               "num_gaussians": 32, "cutoff": 5.0}
     assert schnet.scalar_dim == 256 and schnet.default_noise_head == "gradient"
     egnn = build_backbone("egnn")
-    assert egnn.hparams == {"hidden_channels": 256, "num_layers": 5, "cutoff": 5.0}
+    assert egnn.hparams == {"hidden_channels": 256, "num_layers": 5, "cutoff": 5.0,
+                            "num_rbf": 0}
     assert egnn.outputs_position and egnn.default_noise_head == "displacement"
+
+
+def test_egnn_radial_basis_switch() -> None:
+    """``num_rbf=0`` is the paper's EGNN (raw d^2, no basis); N >= 2 gives every layer an
+    N-function Gaussian expansion of the distance; a single function is refused."""
+    import math
+
+    import torch
+
+    paper = build_backbone("egnn", hidden_channels=8, num_layers=2)
+    assert paper.rbf is None and all(hasattr(layer, "edge_distance") for layer in paper.layers)
+    switched = build_backbone("egnn", hidden_channels=8, num_layers=2, num_rbf=6)
+    assert switched.rbf.centres.shape == (6,)
+    assert all(layer.edge_rbf.in_features == 6 for layer in switched.layers)
+    # each Gaussian peaks (value 1) at its own centre; neighbours there are exp(-1/2)
+    values = switched.rbf(switched.rbf.centres)
+    assert torch.allclose(values.diagonal(), torch.ones(6))
+    assert torch.allclose(values.diagonal(1), torch.full((5,), math.exp(-0.5)))
+    with pytest.raises(ValueError, match="num_rbf"):
+        build_backbone("egnn", num_rbf=1)
