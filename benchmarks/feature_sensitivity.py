@@ -27,8 +27,10 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rmd17"
 #: the four backbones, each at the real-data comparison's "small" scale
-#: (denoisepot.compare.config.SMALL_HPARAMS)
-BACKBONES = ("schnet", "egnn", "et", "se3t")
+#: (denoisepot.compare.config.SMALL_HPARAMS), and EGNN as the paper has it (raw d^2)
+BACKBONES = ("schnet", "egnn", "egnn-d2", "et", "se3t")
+#: rows that are a backbone with other hyperparameters on top of the scale's
+VARIANTS = {"egnn-d2": ("egnn", {"num_rbf": 0})}
 RIDGE_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 
@@ -38,8 +40,9 @@ def pooled_features(name: str, block, seed: int) -> np.ndarray:
     from denoisepot.compare.config import SMALL_HPARAMS
     from equivariant_backbones import build_backbone
 
+    backbone, extra = VARIANTS.get(name, (name, {}))
     torch.manual_seed(seed)
-    model = build_backbone(name, **SMALL_HPARAMS[name]).eval()
+    model = build_backbone(backbone, **{**SMALL_HPARAMS[backbone], **extra}).eval()
     z = torch.as_tensor(block.z, dtype=torch.long)
     pos = torch.as_tensor(block.pos, dtype=torch.float32)
     n_atoms = torch.as_tensor(block.n_atoms, dtype=torch.long)

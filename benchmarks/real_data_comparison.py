@@ -188,6 +188,14 @@ def main() -> None:
         help="early stopping's patience in optimizer steps (at least --patience epochs; "
         "default: compare's)",
     )
+    parser.add_argument(
+        "--hparam",
+        action="append",
+        default=[],
+        metavar="BACKBONE:KEY=VALUE",
+        help="backbone hyperparameter on top of the scale's, e.g. egnn:num_rbf=0 (the paper's "
+        "raw-distance EGNN); repeatable",
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("real-data-comparison"))
     args = parser.parse_args()
@@ -208,10 +216,16 @@ def main() -> None:
     if missing:
         raise SystemExit(f"{missing[0]}: the real-data samples are missing (../shared/data)")
 
+    from denoisepot.cli.options import parse_backbone_hparams
     from denoisepot.compare import CompareConfig, run_compare
     from denoisepot.compare.report import pair_cells, start_rows, summarise
     from denoisepot.datagen import ensure_builtin_store
+    from denoisepot.errors import DenoisepotError
 
+    try:
+        backbone_hparams = parse_backbone_hparams(args.hparam)
+    except DenoisepotError as error:
+        raise SystemExit(f"error: {error}") from None
     stores = args.out / "stores"
     stores.mkdir(parents=True, exist_ok=True)
     ani1 = _store(list(ANI1_FILES), stores / "ani1_samples.h5")
@@ -249,6 +263,7 @@ def main() -> None:
         sigmas=args.sigmas,
         protocol="converged",
         scale=settings["scale"],
+        backbone_hparams=backbone_hparams,
         pretrain_epochs=settings["pretrain_epochs"],
         pretrain_batch_size=settings["pretrain_batch_size"],
         workers=args.workers,

@@ -93,3 +93,38 @@ def test_an_option_out_of_range_is_one_line_before_torch_or_lightning(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("hparam", "message"),
+    [
+        ("num_rbf=0", "is not backbone:key=value"),
+        ("et:num_rbf=16", "'et' is not among the compared backbones"),
+        ("egnn:num_gaussians=8", "egnn has no hyperparameter 'num_gaussians'"),
+        ("egnn:num_rbf=1", "--hparam egnn: num_rbf must be 0"),
+    ],
+)
+def test_compare_bad_backbone_hparam_is_one_line(tmp_path: Path, hparam: str,
+                                                 message: str) -> None:
+    done = _denoisepot("compare", "--backbone", "egnn", "--hparam", hparam,
+                       "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_backbone_hparams_go_on_top_of_the_scale() -> None:
+    """``--hparam egnn:num_rbf=0`` gives the paper's raw-distance EGNN at the CPU scale, whose
+    EGNN otherwise expands distances in 32 Gaussians; other backbones keep the scale's."""
+    from denoisepot.cli.options import parse_backbone_hparams
+    from denoisepot.compare import CompareConfig
+
+    overrides = parse_backbone_hparams(["egnn:num_rbf=0", "egnn:cutoff=4.5", "schnet:x=[1, 2]"])
+    assert overrides == {"egnn": {"num_rbf": 0, "cutoff": 4.5}, "schnet": {"x": [1, 2]}}
+    default = CompareConfig(out=Path("o"), backbones=["egnn", "schnet"])
+    assert default.hparams("egnn")["num_rbf"] == 32
+    paper = CompareConfig(out=Path("o"), backbones=["egnn"], backbone_hparams=overrides)
+    assert paper.hparams("egnn") == {"hidden_channels": 64, "num_layers": 3, "cutoff": 4.5,
+                                     "num_rbf": 0}
+    assert CompareConfig(out=Path("o"), scale="paper").hparams("egnn") == {}

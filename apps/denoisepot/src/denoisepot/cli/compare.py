@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from ..compare.config import CompareConfig
+from .options import parse_backbone_hparams
 
 #: the defaults shown by --help are the configuration's own
 _D = CompareConfig(out=Path("compare-out"))
@@ -43,6 +44,14 @@ def compare(
         list[str] | None,
         typer.Option(
             "--backbone", help="Backbone to compare; repeat for several (default: schnet)."
+        ),
+    ] = None,
+    hparam: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--hparam",
+            help="Backbone hyperparameter backbone:key=value on top of --scale's, e.g. "
+            "egnn:num_rbf=0 for the paper's raw-distance EGNN (repeatable).",
         ),
     ] = None,
     pretrain_data: Annotated[
@@ -197,6 +206,7 @@ def compare(
     config = CompareConfig(
         out=out,
         backbones=list(backbone) if backbone else list(_D.backbones),
+        backbone_hparams=parse_backbone_hparams(hparam or []),
         pretrain_data=list(pretrain_data or []),
         finetune_data=list(finetune_data or []),
         train_sizes=_numbers("--train-sizes", train_sizes, int, "50,200,1000"),

@@ -3,30 +3,13 @@ scratch (``--backbone``) on energies and forces, with the same recipe for both."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from ..errors import DenoisepotError
-
-
-def parse_hparams(items: list[str]) -> dict[str, Any]:
-    """``key=value`` strings to a dict; values are read as JSON (numbers, true/false, lists)
-    and otherwise kept as strings."""
-    parsed: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise DenoisepotError(
-                f"--hparam {item!r} is not key=value (e.g. --hparam hidden_channels=64)"
-            )
-        try:
-            parsed[key.strip()] = json.loads(value)
-        except ValueError:
-            parsed[key.strip()] = value
-    return parsed
+from .options import parse_hparams
 
 
 def parse_train_size(text: str | None) -> int | float | None:

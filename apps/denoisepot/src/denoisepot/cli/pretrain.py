@@ -6,30 +6,13 @@ imported inside the command.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from ..errors import DenoisepotError
-
-
-def parse_hparams(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` strings to a dict; values are read as JSON (numbers, true/false, lists)
-    and otherwise kept as text."""
-    parsed: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key.strip():
-            raise DenoisepotError(f"--hparam {pair!r}: expected key=value, e.g. --hparam "
-                                  "hidden_channels=128")
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            value = text
-        parsed[key.strip()] = value
-    return parsed
+from .options import parse_hparams
 
 
 def _size(text: str | None, option: str) -> int | float | None:
