@@ -168,6 +168,13 @@ def main() -> None:
         "the default 0.3 epoch is one step at 50 conformations)",
     )
     parser.add_argument(
+        "--lr-schedule",
+        choices=("cosine", "plateau"),
+        default="cosine",
+        help="fine-tuning's learning rate (both rows): cosine decay to the step cap, or "
+        "halved on validation plateaus so that early stopping ends annealed runs",
+    )
+    parser.add_argument(
         "--max-steps",
         type=int,
         default=None,
@@ -274,6 +281,7 @@ def main() -> None:
         head_shift=args.head_shift,
         validate_start=args.validate_start,
         warmup_steps=args.warmup_steps,
+        lr_schedule=args.lr_schedule,
         noise_head=args.noise_head,
     )
     result = run_compare(config, command=shlex.join(["python", *sys.argv]))

@@ -68,6 +68,9 @@ _PRETRAIN = ["pretrain", "--backbone", "schnet"]
         (_COMPARE, "--warmup-steps", "-3", "--warmup-steps must be >= 0, got -3"),
         (_FINETUNE, "--warmup-steps", "-3", "--warmup-steps must be >= 0, got -3"),
         (_PRETRAIN, "--sigma", "-1", "--sigma must be a positive number of Å, got -1.0"),
+        (_COMPARE, "--lr-schedule", "step", "--lr-schedule 'step': use one of"),
+        (_FINETUNE, "--lr-schedule", "plateau", "--lr-schedule plateau needs --protocol "
+         "converged"),
     ],
 )
 def test_an_option_out_of_range_is_one_line_before_torch_or_lightning(

@@ -217,3 +217,29 @@ def test_lightning_cloud_adverts_are_dropped_and_other_notices_kept(
         rank_zero_info("💡 Tip: For seamless cloud logging, try installing something")
         rank_zero_info("GPU available: False")
     assert "GPU available: False" in caplog.text and "Tip" not in caplog.text
+
+
+def test_plateau_schedule_halves_the_rate_before_early_stopping_ends_the_run(
+    stores: dict[str, Path], tmp_path: Path
+) -> None:
+    """``lr_schedule="plateau"``: after the warmup the rate stays at its peak while validation
+    improves and halves after ``patience // 4`` epochs without progress, so the run early
+    stopping ends has been annealed; the choice is recorded with the run."""
+    import csv
+
+    result = run_finetuning(FinetuneConfig(
+        out_dir=tmp_path / "run", data=stores["forces"], backbone="schnet",
+        backbone_hparams=TINY_HPARAMS, protocol="converged", epochs=30, patience=4, lr=0.5,
+        batch_size=8, lr_schedule="plateau", progress_bar=False, accelerator="cpu"))
+    assert result.epochs_run < 30  # early stopping, not the cap
+    with open(tmp_path / "run" / "logs" / "metrics.csv") as table:
+        rates = [float(row["lr-AdamW/head"]) for row in csv.DictReader(table)
+                 if row.get("lr-AdamW/head")]
+    peak = max(rates)
+    assert peak == pytest.approx(0.5)
+    after_peak = rates[rates.index(peak):]
+    # only ever lowered after the peak, each time by half, and lowered at least once
+    assert after_peak == sorted(after_peak, reverse=True) and after_peak[-1] < peak
+    assert {round(np.log2(peak / rate), 6) % 1 for rate in after_peak} == {0.0}
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["lr_schedule"] == "plateau"

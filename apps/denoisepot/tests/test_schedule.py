@@ -58,3 +58,27 @@ def test_state_dict_round_trip_continues_the_same_curve() -> None:
         fresh.step()
         again.append(fresh_optimizer.param_groups[0]["lr"])
     assert again == pytest.approx(expected, rel=1e-12)
+
+
+def test_warmup_then_halving_on_plateaus_down_to_the_floor() -> None:
+    """The converged protocol's alternative: warmup per step, then the rate halves after
+    ``patience`` validations without a better loss, and never goes below the floor."""
+    from denoisepot.engine.schedule import reduce_on_plateau, warmup_linear
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    warmup = warmup_linear(optimizer, warmup_steps=4)
+    plateau = reduce_on_plateau(optimizer, patience_epochs=2, factor=0.5, min_lr=2e-4)
+    rates = []
+    for _ in range(6):
+        optimizer.step()
+        warmup.step()
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates[:4] == sorted(rates[:4]) and rates[3:] == pytest.approx([1e-3] * 3)
+    after = []
+    for loss in (1.0, 0.9, *[0.95] * 9, 0.8):
+        plateau.step(loss)
+        after.append(optimizer.param_groups[0]["lr"])
+    # improving: unchanged; the third validation without progress halves it, and the sixth;
+    # the ninth stops at the floor; a later improvement does not raise it
+    assert after == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4,
+                                   2.5e-4, 2e-4, 2e-4])

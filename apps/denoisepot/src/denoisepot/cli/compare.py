@@ -141,6 +141,15 @@ def compare(
             "(small training sets take few steps per epoch).",
         ),
     ] = _D.patience_steps,
+    lr_schedule: Annotated[
+        str,
+        typer.Option(
+            "--lr-schedule",
+            help="Fine-tuning's learning rate (both rows): cosine, warmup then cosine decay to "
+            "the step cap; plateau, warmup then halved after patience/4 epochs without a better "
+            "validation loss, so early stopping ends annealed runs (converged protocol).",
+        ),
+    ] = _D.lr_schedule,
     batch_size: Annotated[
         int, typer.Option("--batch-size", help="Fine-tuning batch.")
     ] = _D.finetune_batch_size,
@@ -232,6 +241,7 @@ def compare(
         head_shift=head_shift,
         validate_start=validate_start,
         warmup_steps=warmup_steps,
+        lr_schedule=lr_schedule,
         noise_head=noise_head,
         cache_dir=cache_dir,
     )

@@ -132,6 +132,15 @@ def register(app: typer.Typer) -> None:
                 "0.3 epoch is one step on 50 conformations).",
             ),
         ] = 0,
+        lr_schedule: Annotated[
+            str,
+            typer.Option(
+                "--lr-schedule",
+                help="cosine: warmup, plateau, cosine to the epoch cap (the paper's); plateau "
+                "(converged protocol): warmup, then the rate halves after patience/4 epochs "
+                "without a better validation loss.",
+            ),
+        ] = "cosine",
         freeze_backbone_epochs: Annotated[
             int,
             typer.Option(
@@ -227,6 +236,7 @@ def register(app: typer.Typer) -> None:
             lr=lr,
             backbone_lr_factor=backbone_lr_factor,
             warmup_steps=warmup_steps,
+            lr_schedule=lr_schedule,
             freeze_backbone_epochs=freeze_backbone_epochs,
             head_init=head_init,
             head_shift=head_shift,

@@ -57,7 +57,8 @@ class CompareConfig:
     A store used for both is partitioned within each molecule: ``pretrain_fraction`` of every
     molecule's conformations for pretraining, the rest for fine-tuning (never seen before).
     ``warmup_steps``: every fine-tuning's learning-rate warmup lasts at least this many
-    optimizer steps (both rows)."""
+    optimizer steps (both rows). ``lr_schedule``: every fine-tuning's learning-rate schedule
+    (both rows; see :data:`denoisepot.engine.finetune_config.LR_SCHEDULES`)."""
 
     out: Path
     backbones: list[str] = field(default_factory=lambda: ["schnet"])
@@ -82,6 +83,7 @@ class CompareConfig:
     finetune_batch_size: int = 32
     finetune_lr: float = 5e-4
     warmup_steps: int = 0
+    lr_schedule: str = "cosine"
     forces: bool | None = None
     force_weight: float = 1.0
     pretrained_head: str = "new"
@@ -121,7 +123,7 @@ class CompareConfig:
         The backbone names and noise heads are checked last: they need the backbone registry,
         which imports torch."""
         # the pretrained row's energy head: the fine-tuning engine's choices ("new", "denoiser")
-        from ..engine.finetune_config import HEAD_INITS, HEAD_SHIFTS
+        from ..engine.finetune_config import HEAD_INITS, HEAD_SHIFTS, LR_SCHEDULES
 
         if not self.backbones:
             raise DenoisepotError("--backbone: give at least one backbone")
@@ -133,6 +135,13 @@ class CompareConfig:
             )
         if self.head_shift not in HEAD_SHIFTS:
             raise DenoisepotError(f"--head-shift {self.head_shift!r}: use one of {HEAD_SHIFTS}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise DenoisepotError(
+                f"--lr-schedule {self.lr_schedule!r}: use one of {LR_SCHEDULES}"
+            )
+        if self.lr_schedule == "plateau" and self.protocol != "converged":
+            raise DenoisepotError("--lr-schedule plateau needs --protocol converged (early "
+                                  "stopping decides each run's length)")
         if self.finetune_split not in SPLITS:
             raise DenoisepotError(f"--split {self.finetune_split!r}: use one of {SPLITS}")
         if not 0.0 < self.val_fraction < 1.0:

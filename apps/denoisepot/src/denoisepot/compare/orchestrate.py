@@ -124,6 +124,7 @@ def _finetune_job(
         batch_size=config.finetune_batch_size,
         lr=config.finetune_lr,
         warmup_steps=config.warmup_steps,
+        lr_schedule=config.lr_schedule,
         head_init="new" if parent is None else config.pretrained_head,
         head_shift=config.head_shift,
         validate_start=config.validate_start,

@@ -501,7 +501,8 @@ def _finetune_text(config: CompareConfig, with_forces: bool) -> str:
         + f" (force weight {config.force_weight:g}); batch {config.finetune_batch_size}, AdamW "
         f"lr {config.finetune_lr:g}, warmup 0.3 epoch"
         + (f" (at least {config.warmup_steps} steps)" if config.warmup_steps else "")
-        + ", plateau 0.7, cosine over the epoch cap."
+        + (", then halved after a quarter of the patience without a better validation loss."
+           if config.lr_schedule == "plateau" else ", plateau 0.7, cosine over the epoch cap.")
     )
 
 

@@ -3,7 +3,8 @@
 ``run_finetuning(FinetuneConfig(...))`` splits the store, fits per-element reference energies
 on the training part, builds the potential (backbone from a pretraining checkpoint or fresh
 from the registry; a new energy head either way), trains it with Lightning (AdamW, warmup /
-plateau / cosine per batch, energies and optionally forces), keeps the best-validation
+plateau / cosine per batch or, with ``lr_schedule="plateau"``, warmup then halving after
+validations without progress; energies and optionally forces), keeps the best-validation
 checkpoint (kind "finetune"), evaluates it on the test part and writes ``results.csv`` (one
 row per test conformation), ``metrics.json`` and ``split.npz`` into the output folder.
 
@@ -68,12 +69,14 @@ from .finetune_config import (
     HEAD_SHIFTS,
     PAPER_EPOCHS,
     PAPER_EPOCHS_DEFAULT,
+    PLATEAU_FACTOR,
+    PLATEAU_PATIENCE_SHARE,
     TRAIN_SUBSETS,
     FinetuneConfig,
     check_config,
 )
 from .runfile import FINETUNE_ADDED_LATER, RUN_FILE, check_same_settings, write_json_atomic
-from .schedule import warmup_plateau_cosine
+from .schedule import reduce_on_plateau, warmup_linear, warmup_plateau_cosine
 
 logger = logging.getLogger("denoisepot.finetune")
 
@@ -304,6 +307,8 @@ class FinetuneModule(L.LightningModule):
         warmup_steps: int,
         plateau_steps: int,
         min_lr: float,
+        lr_schedule: str = "cosine",
+        lr_patience_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.potential = potential
@@ -316,6 +321,8 @@ class FinetuneModule(L.LightningModule):
         self.freeze_backbone_epochs = freeze_backbone_epochs
         self.schedule = {"total_steps": total_steps, "warmup_steps": warmup_steps,
                          "plateau_steps": plateau_steps, "min_lr": min_lr}
+        self.lr_schedule = lr_schedule
+        self.lr_patience_epochs = lr_patience_epochs
         self._val = MetricAccumulator()
         self.last_val_metrics: ErrorMetrics | None = None
         self.last_val_loss = math.nan
@@ -372,6 +379,14 @@ class FinetuneModule(L.LightningModule):
             parameter_groups(self.potential, self.lr, self.backbone_lr_factor),
             lr=self.lr, weight_decay=self.weight_decay,
         )
+        if self.lr_schedule == "plateau":
+            warmup = warmup_linear(optimizer, warmup_steps=self.schedule["warmup_steps"])
+            plateau = reduce_on_plateau(optimizer, patience_epochs=self.lr_patience_epochs,
+                                        factor=PLATEAU_FACTOR, min_lr=self.schedule["min_lr"])
+            # Lightning steps the first per batch and the second after each validation
+            return [optimizer], [{"scheduler": warmup, "interval": "step"},
+                                 {"scheduler": plateau, "interval": "epoch",
+                                  "monitor": "val_loss", "strict": True}]
         scheduler = warmup_plateau_cosine(optimizer, **self.schedule)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -876,6 +891,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         warmup_steps=max(round(config.warmup_epochs * train_steps), config.warmup_steps),
         plateau_steps=round(config.plateau_epochs * train_steps),
         min_lr=config.min_lr,
+        lr_schedule=config.lr_schedule,
+        lr_patience_epochs=max(1, config.patience // PLATEAU_PATIENCE_SHARE),
     )
     data = FinetuneData(store_path, split, batch_size=config.batch_size, seed=config.seed,
                         num_workers=config.num_workers)

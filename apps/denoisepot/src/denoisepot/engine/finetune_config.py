@@ -24,6 +24,14 @@ TRAIN_SUBSETS = ("stratified", "random")
 #: the shifts fitted with the denoiser's U when ``head_init="denoiser"``: one per atom of each
 #: element, or one per atom (the same fit when the training set has one composition)
 HEAD_SHIFTS = ("element", "atom")
+#: the learning rate over a run: ``cosine`` (warmup, plateau, cosine decay to the epoch cap;
+#: the paper's) or ``plateau`` (warmup, then halved after ``patience // 4`` epochs without a
+#: better validation loss; converged protocol only: early stopping then ends an annealed run
+#: instead of one still at 60-95% of its peak rate)
+LR_SCHEDULES = ("cosine", "plateau")
+#: ``plateau`` schedule: the factor of each reduction and the share of ``patience`` it waits
+PLATEAU_FACTOR = 0.5
+PLATEAU_PATIENCE_SHARE = 4
 #: paper protocol: fixed epochs by source format (ANI: 10; SPICE, ISO17 and others: 50)
 PAPER_EPOCHS = {"ani1": 10, "ani1x": 10}
 PAPER_EPOCHS_DEFAULT = 50
@@ -48,7 +56,7 @@ class FinetuneConfig:
     checkpoint may be the start (epoch 0: a head from the denoiser that training does not
     improve on is kept) and early stopping counts from it. ``warmup_steps``: the learning
     rate's linear warmup lasts at least this many optimizer steps (``warmup_epochs`` alone
-    is a step or two on a small training set).
+    is a step or two on a small training set). ``lr_schedule``: see :data:`LR_SCHEDULES`.
     """
 
     out_dir: Path
@@ -75,6 +83,7 @@ class FinetuneConfig:
     warmup_steps: int = 0
     plateau_epochs: float = 0.7
     min_lr: float = 1e-7
+    lr_schedule: str = "cosine"
     readout: str = "per_atom"
     head_hidden: int | None = None
     head_init: str = "new"
@@ -119,6 +128,13 @@ def check_config(config: FinetuneConfig) -> None:
                               "denoiser: give its checkpoint with --from")
     if config.protocol not in PROTOCOLS:
         raise DenoisepotError(f"unknown protocol {config.protocol!r}; choose one of {PROTOCOLS}")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise DenoisepotError(
+            f"--lr-schedule {config.lr_schedule!r}: use one of {LR_SCHEDULES}"
+        )
+    if config.lr_schedule == "plateau" and config.protocol != "converged":
+        raise DenoisepotError("--lr-schedule plateau needs --protocol converged (early "
+                              "stopping decides the run's length)")
     if config.split not in SPLITS:
         raise DenoisepotError(f"unknown split {config.split!r}; choose one of {SPLITS}")
     if config.train_subset not in TRAIN_SUBSETS:

@@ -15,7 +15,7 @@ RUN_FILE = "run.json"
 #: before each existed used (such a run resumes with it, and compare leaves a setting at that
 #: value out of a run's name, so older runs keep theirs)
 FINETUNE_ADDED_LATER = {"train_subset": "random", "head_init": "new", "head_shift": "atom",
-                        "validate_start": False, "warmup_steps": 0}
+                        "validate_start": False, "warmup_steps": 0, "lr_schedule": "cosine"}
 
 
 def write_json_atomic(path: Path, content: dict[str, Any]) -> None:

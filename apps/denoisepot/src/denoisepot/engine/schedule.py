@@ -1,9 +1,16 @@
-"""The paper's learning-rate schedule: linear warmup, a constant plateau, cosine decay."""
+"""Learning-rate schedules: the paper's (linear warmup, a constant plateau, cosine decay to a
+step cap) and, for the converged protocol, warmup then reduce-on-plateau."""
 
 from __future__ import annotations
 
 import torch
-from torch.optim.lr_scheduler import ConstantLR, CosineAnnealingLR, LinearLR, SequentialLR
+from torch.optim.lr_scheduler import (
+    ConstantLR,
+    CosineAnnealingLR,
+    LinearLR,
+    ReduceLROnPlateau,
+    SequentialLR,
+)
 
 
 def warmup_plateau_cosine(
@@ -29,3 +36,23 @@ def warmup_plateau_cosine(
         CosineAnnealingLR(optimizer, T_max=decay_steps, eta_min=min_lr),
     ]
     return SequentialLR(optimizer, parts, milestones=[warmup_steps, warmup_steps + plateau_steps])
+
+
+def warmup_linear(
+    optimizer: torch.optim.Optimizer, *, warmup_steps: int, warmup_start_factor: float = 1e-3
+) -> LinearLR:
+    """Schedule stepped once per batch: linear warmup from ``warmup_start_factor * lr`` to
+    ``lr`` over ``warmup_steps``, then constant (another scheduler may lower it)."""
+    return LinearLR(optimizer, start_factor=warmup_start_factor, end_factor=1.0,
+                    total_iters=max(1, int(warmup_steps)))
+
+
+def reduce_on_plateau(
+    optimizer: torch.optim.Optimizer, *, patience_epochs: int, factor: float = 0.5,
+    min_lr: float = 1e-7
+) -> ReduceLROnPlateau:
+    """Schedule stepped once per validation with its loss: the rate times ``factor`` after
+    ``patience_epochs`` validations without a better loss (NequIP's and MACE's way of
+    annealing a run whose length early stopping decides), never below ``min_lr``."""
+    return ReduceLROnPlateau(optimizer, mode="min", factor=factor,
+                             patience=max(0, int(patience_epochs)), min_lr=min_lr)
