@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from denoisepot.engine.finetune_config import LR_SCHEDULES  # light: no torch
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ANI1_FILES = (DATA / "ani1" / "ani_gdb_s01.h5", DATA / "ani1" / "gdb_HC_s02.h5")
@@ -169,7 +170,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--lr-schedule",
-        choices=("cosine", "plateau"),
+        choices=LR_SCHEDULES,
         default="cosine",
         help="fine-tuning's learning rate (both rows): cosine decay to the step cap, or "
         "halved on validation plateaus so that early stopping ends annealed runs",

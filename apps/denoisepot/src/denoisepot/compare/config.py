@@ -124,7 +124,7 @@ class CompareConfig:
         The backbone names and noise heads are checked last: they need the backbone registry,
         which imports torch."""
         # the pretrained row's energy head: the fine-tuning engine's choices ("new", "denoiser")
-        from ..engine.finetune_config import HEAD_INITS, HEAD_SHIFTS, LR_SCHEDULES
+        from ..engine.finetune_config import HEAD_INITS, HEAD_SHIFTS, check_lr_schedule
 
         if not self.backbones:
             raise DenoisepotError("--backbone: give at least one backbone")
@@ -136,13 +136,7 @@ class CompareConfig:
             )
         if self.head_shift not in HEAD_SHIFTS:
             raise DenoisepotError(f"--head-shift {self.head_shift!r}: use one of {HEAD_SHIFTS}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise DenoisepotError(
-                f"--lr-schedule {self.lr_schedule!r}: use one of {LR_SCHEDULES}"
-            )
-        if self.lr_schedule == "plateau" and self.protocol != "converged":
-            raise DenoisepotError("--lr-schedule plateau needs --protocol converged (early "
-                                  "stopping decides each run's length)")
+        check_lr_schedule(self.lr_schedule, self.protocol)
         if self.finetune_split not in SPLITS:
             raise DenoisepotError(f"--split {self.finetune_split!r}: use one of {SPLITS}")
         if not 0.0 < self.val_fraction < 1.0:

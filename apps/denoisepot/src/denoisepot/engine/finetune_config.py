@@ -110,6 +110,17 @@ class FinetuneConfig:
         return plain
 
 
+def check_lr_schedule(schedule: str, protocol: str) -> None:
+    """Raise DenoisepotError (one line) unless ``schedule`` is one of :data:`LR_SCHEDULES`
+    that ``protocol`` can run (``plateau`` needs early stopping: the converged protocol);
+    shared by fine-tuning's and compare's checks."""
+    if schedule not in LR_SCHEDULES:
+        raise DenoisepotError(f"--lr-schedule {schedule!r}: use one of {LR_SCHEDULES}")
+    if schedule == "plateau" and protocol != "converged":
+        raise DenoisepotError("--lr-schedule plateau needs --protocol converged (early "
+                              "stopping decides each run's length)")
+
+
 def check_config(config: FinetuneConfig) -> None:
     """Raise DenoisepotError (one line naming the option) for settings that cannot run;
     cheap, so that the CLI refuses before it imports torch and Lightning."""
@@ -128,13 +139,7 @@ def check_config(config: FinetuneConfig) -> None:
                               "denoiser: give its checkpoint with --from")
     if config.protocol not in PROTOCOLS:
         raise DenoisepotError(f"unknown protocol {config.protocol!r}; choose one of {PROTOCOLS}")
-    if config.lr_schedule not in LR_SCHEDULES:
-        raise DenoisepotError(
-            f"--lr-schedule {config.lr_schedule!r}: use one of {LR_SCHEDULES}"
-        )
-    if config.lr_schedule == "plateau" and config.protocol != "converged":
-        raise DenoisepotError("--lr-schedule plateau needs --protocol converged (early "
-                              "stopping decides the run's length)")
+    check_lr_schedule(config.lr_schedule, config.protocol)
     if config.split not in SPLITS:
         raise DenoisepotError(f"unknown split {config.split!r}; choose one of {SPLITS}")
     if config.train_subset not in TRAIN_SUBSETS:
