@@ -1,7 +1,9 @@
 """A fine-tuning process killed with SIGKILL in its third epoch or later resumes (--resume)
 from its last completed epoch to the best checkpoint, best epoch and test errors of an
-uninterrupted run with the same seed, on the CPU; resuming a finished run trains no further,
-an early-stopped one included; a checkpoint write that fails leaves the previous one whole."""
+uninterrupted run with the same seed, on the CPU, under either learning-rate schedule (with
+``plateau`` the rate's halvings and the early stop fall on the same epochs); resuming a
+finished run trains no further, an early-stopped one included; a checkpoint write that fails
+leaves the previous one whole."""
 
 from __future__ import annotations
 
@@ -32,12 +34,13 @@ def _config(store: Path, out: Path, **changes: object) -> FinetuneConfig:
     return FinetuneConfig(**settings)  # type: ignore[arg-type]
 
 
-def _command(store: Path, out: Path) -> list[str]:
+def _command(store: Path, out: Path, *extra: str, epochs: int = _EPOCHS, lr: float = 5e-3
+             ) -> list[str]:
     hparams = [arg for key, value in _HPARAMS.items() for arg in ("--hparam", f"{key}={value}")]
     return [sys.executable, "-m", "denoisepot", "finetune", "--data", str(store),
-            "--backbone", "schnet", *hparams, "--epochs", str(_EPOCHS), "--batch-size", "4",
-            "--lr", "5e-3", "--seed", "3", "--out", str(out), "--accelerator", "cpu",
-            "--no-progress"]
+            "--backbone", "schnet", *hparams, "--epochs", str(epochs), "--batch-size", "4",
+            "--lr", str(lr), "--seed", "3", "--out", str(out), "--accelerator", "cpu",
+            "--no-progress", *extra]
 
 
 def _completed_epoch(resume_file: Path) -> int:
@@ -100,6 +103,44 @@ def test_kill_9_in_a_later_epoch_then_resume_gives_the_uninterrupted_result(
     after = _logged_epochs(killed / "logs" / "resumed-1" / "metrics.csv")
     assert set(range(completed + 1)) <= before
     assert after == set(range(completed + 1, _EPOCHS))
+
+
+def test_kill_9_of_a_plateau_run_then_resume_keeps_its_halvings_and_early_stop(
+    water_store: Path, tmp_path: Path, kill_9_when: Callable[..., None],
+) -> None:
+    # lr 1e-2: the validation loss is best at epoch 2; patience 8 halves the rate after 2
+    # epochs without a better one (twice here) and ends the run by early stopping, not the cap
+    settings = {"protocol": "converged", "lr_schedule": "plateau", "patience": 8,
+                "epochs": 12, "lr": 1e-2}
+    reference = run_finetuning(_config(water_store, tmp_path / "reference", **settings))
+    assert reference.epochs_run < 12
+    expected = _logged_rates(tmp_path / "reference" / "logs" / "metrics.csv")
+
+    killed = tmp_path / "killed"
+    resume_file = killed / "lightning" / "last.ckpt"
+    command = _command(water_store, killed, "--protocol", "converged", "--lr-schedule",
+                       "plateau", "--patience", "8", epochs=12, lr=1e-2)
+    # killed after the best epoch, so the plateau's record of it decides the next halving
+    kill_9_when(command, lambda: _completed_epoch(resume_file) >= reference.best_epoch + 1)
+    completed = _completed_epoch(resume_file)
+    assert reference.best_epoch < completed < reference.epochs_run - 1
+    # the rate is halved after the kill, so the resumed run must know the plateau's state
+    steps_per_epoch = min(expected) + 1
+    later = [rate for step, rate in expected.items() if step > completed * steps_per_epoch]
+    assert min(later) < max(expected.values())
+
+    resumed = run_finetuning(_config(water_store, killed, resume=True, **settings))
+    _assert_same_run(resumed, reference)
+    logged = {**_logged_rates(killed / "logs" / "metrics.csv"),
+              **_logged_rates(killed / "logs" / "resumed-1" / "metrics.csv")}
+    assert logged == pytest.approx(expected)
+
+
+def _logged_rates(metrics_csv: Path) -> dict[int, float]:
+    """The backbone's learning rate by optimizer step in a Lightning CSV log."""
+    with open(metrics_csv) as handle:
+        return {int(row["step"]): float(row["lr-AdamW/backbone"])
+                for row in csv.DictReader(handle) if row.get("lr-AdamW/backbone")}
 
 
 def _logged_epochs(metrics_csv: Path) -> set[int]:

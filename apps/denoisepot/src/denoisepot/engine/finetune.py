@@ -62,6 +62,7 @@ from molgraph_data import (
     stratified_subset,
     subset,
 )
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ..errors import DenoisepotError
 from .finetune_config import (
@@ -286,6 +287,10 @@ class FinetuneData(L.LightningDataModule):
         return self.val_loader(self.trainer.global_rank, self.trainer.world_size)
 
 
+#: where a resume checkpoint keeps the ``plateau`` schedule's reduce-on-plateau state
+PLATEAU_STATE_KEY = "denoisepot_plateau_scheduler"
+
+
 class FinetuneModule(L.LightningModule):
     """Trains a :class:`Potential` on energies (eV) and optionally forces (eV/Å).
 
@@ -323,6 +328,10 @@ class FinetuneModule(L.LightningModule):
                          "plateau_steps": plateau_steps, "min_lr": min_lr}
         self.lr_schedule = lr_schedule
         self.lr_patience_epochs = lr_patience_epochs
+        #: the ``plateau`` schedule's reduce-on-plateau part, stepped by this module (see
+        #: :meth:`on_validation_epoch_end`), and its state from a resume checkpoint until built
+        self._plateau: ReduceLROnPlateau | None = None
+        self._plateau_state: dict[str, Any] | None = None
         self._val = MetricAccumulator()
         self.last_val_metrics: ErrorMetrics | None = None
         self.last_val_loss = math.nan
@@ -373,6 +382,20 @@ class FinetuneModule(L.LightningModule):
         self.log("val_energy_mae_ev", metrics.energy_mae, sync_dist=True)
         if self.use_forces:
             self.log("val_force_mae_ev_per_a", metrics.force_mae, sync_dist=True)
+        if self._plateau is not None and not self.trainer.sanity_checking:
+            # stepped here, not by Lightning after the epoch: Lightning's epoch-interval
+            # schedulers step after the epoch's resume checkpoint is written, so a resumed run
+            # would have lost the last epoch's count towards the next halving
+            self._plateau.step(val_loss)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self._plateau is not None:
+            checkpoint[PLATEAU_STATE_KEY] = self._plateau.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._plateau_state = checkpoint.get(PLATEAU_STATE_KEY)
+        if self._plateau is not None and self._plateau_state is not None:
+            self._plateau.load_state_dict(self._plateau_state)
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(
@@ -381,12 +404,13 @@ class FinetuneModule(L.LightningModule):
         )
         if self.lr_schedule == "plateau":
             warmup = warmup_linear(optimizer, warmup_steps=self.schedule["warmup_steps"])
-            plateau = reduce_on_plateau(optimizer, patience_epochs=self.lr_patience_epochs,
-                                        factor=PLATEAU_FACTOR, min_lr=self.schedule["min_lr"])
-            # Lightning steps the first per batch and the second after each validation
-            return [optimizer], [{"scheduler": warmup, "interval": "step"},
-                                 {"scheduler": plateau, "interval": "epoch",
-                                  "monitor": "val_loss", "strict": True}]
+            self._plateau = reduce_on_plateau(
+                optimizer, patience_epochs=self.lr_patience_epochs, factor=PLATEAU_FACTOR,
+                min_lr=self.schedule["min_lr"])
+            if self._plateau_state is not None:
+                self._plateau.load_state_dict(self._plateau_state)
+            # Lightning steps the warmup per batch; the plateau steps after each validation
+            return [optimizer], [{"scheduler": warmup, "interval": "step"}]
         scheduler = warmup_plateau_cosine(optimizer, **self.schedule)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
