@@ -27,10 +27,11 @@ import numpy as np
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rmd17"
 #: the four backbones, each at the real-data comparison's "small" scale
-#: (denoisepot.compare.config.SMALL_HPARAMS), and EGNN as the paper has it (raw d^2)
-BACKBONES = ("schnet", "egnn", "egnn-d2", "et", "se3t")
+#: (denoisepot.compare.config.SMALL_HPARAMS), EGNN as the paper has it (raw d^2) and the
+#: SE(3)-Transformer with plain radial MLPs (no LayerNorm, as this package had it before)
+BACKBONES = ("schnet", "egnn", "egnn-d2", "et", "se3t", "se3t-plain")
 #: rows that are a backbone with other hyperparameters on top of the scale's
-VARIANTS = {"egnn-d2": ("egnn", {"num_rbf": 0})}
+VARIANTS = {"egnn-d2": ("egnn", {"num_rbf": 0}), "se3t-plain": ("se3t", {"radial_norm": False})}
 RIDGE_STRENGTHS = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
 
 

@@ -48,6 +48,7 @@ CHECKS = [check for check in suite.ALL_CHECKS if check is not suite.check_compil
 #: switches past the paper that change a backbone's function, run through the same suite
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "egnn-rbf": ("egnn", {"num_rbf": 8}),
+    "se3t-plain-radial": ("se3t", {"radial_norm": False}),
 }
 
 

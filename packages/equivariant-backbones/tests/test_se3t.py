@@ -47,6 +47,11 @@ def test_registered_with_paper_defaults() -> None:
     assert len(network.attention) == 3 and network.attention[0].num_heads == 2
     assert (network.vector_dim, network.cutoff) == (8, 5.0)
     assert network.embedding.num_embeddings == 119
+    # the original's radial networks normalise their hidden layers
+    assert network.hparams["radial_norm"] is True
+    radial = network.attention[0].kernel.radial
+    assert [type(layer) for layer in radial] == [torch.nn.Linear, torch.nn.LayerNorm,
+                                                 torch.nn.SiLU] * 2
 
 
 @pytest.mark.parametrize("reflect", [False, True])
@@ -126,13 +131,28 @@ def test_portable_form_round_trip() -> None:
     torch.manual_seed(5)
     network = build_backbone("se3t", **TINY)
     spec = backbone_to_dict(network)
-    assert json.loads(json.dumps(spec["hparams"])) == TINY
+    assert json.loads(json.dumps(spec["hparams"])) == {**TINY, "radial_norm": True}
     rebuilt = backbone_from_dict(spec)
     z, pos, batch = _molecules()
     with torch.no_grad():
         expected, got = network(z, pos.float(), batch), rebuilt(z, pos.float(), batch)
     assert torch.equal(got.scalar, expected.scalar)
     assert expected.vector is not None and torch.equal(got.vector, expected.vector)
+
+
+def test_checkpoint_from_before_radial_norm_rebuilds_its_network() -> None:
+    """A portable form or pretraining checkpoint written before ``radial_norm`` existed
+    records no such key; it was a network with plain radial MLPs, and loads as one."""
+    torch.manual_seed(7)
+    network = build_backbone("se3t", **TINY, radial_norm=False)
+    spec = backbone_to_dict(network)
+    del spec["hparams"]["radial_norm"]
+    rebuilt = backbone_from_dict(spec)
+    assert rebuilt.hparams["radial_norm"] is False
+    z, pos, batch = _molecules()
+    with torch.no_grad():
+        expected, got = network(z, pos.float(), batch), rebuilt(z, pos.float(), batch)
+    assert torch.equal(got.scalar, expected.scalar)
 
 
 def test_rejects_heads_that_do_not_divide_channels() -> None:

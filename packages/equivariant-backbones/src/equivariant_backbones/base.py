@@ -46,6 +46,9 @@ class Backbone(nn.Module):
     name: ClassVar[str] = ""
     #: noise head the denoising objective uses by default for this family
     default_noise_head: ClassVar[str] = "gradient"
+    #: constructor arguments added after checkpoints were written, with the value that
+    #: rebuilds those checkpoints' networks (see :func:`backbone_from_hparams`)
+    hparams_added_later: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,3 +124,10 @@ def list_backbones() -> list[str]:
 def build_backbone(name: str, **overrides: Any) -> Backbone:
     """Build ``name`` with the paper's hyperparameters, overridden by ``overrides``."""
     return backbone_class(name)(**overrides)
+
+
+def backbone_from_hparams(name: str, hparams: dict[str, Any]) -> Backbone:
+    """Rebuild the network a checkpoint's recorded ``hparams`` describe: an argument added
+    to ``name``'s constructor since takes the value such checkpoints were made with."""
+    cls = backbone_class(name)
+    return cls(**{**cls.hparams_added_later, **hparams})

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .base import Backbone, backbone_class
+from .base import Backbone, backbone_from_hparams
 
 PORTABLE_VERSION = 1
 
@@ -42,7 +42,7 @@ def backbone_from_dict(spec: dict[str, Any], *, load_weights: bool = True) -> Ba
             f"backbone spec has portable_version {spec.get('portable_version')!r}, "
             f"this version reads {PORTABLE_VERSION}"
         )
-    backbone = backbone_class(spec["name"])(**spec["hparams"])
+    backbone = backbone_from_hparams(spec["name"], spec["hparams"])
     if load_weights:
         backbone.load_state_dict(spec["state_dict"], strict=True)
     return backbone

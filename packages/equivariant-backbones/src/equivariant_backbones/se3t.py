@@ -140,7 +140,7 @@ class EquivariantKernel(ExactWigner3j):
     """
 
     def __init__(self, in_muls: list[int], max_degree: int, out_mul: int, num_basis: int,
-                 radial_hidden: int) -> None:
+                 radial_hidden: int, radial_norm: bool = True) -> None:
         super().__init__()
         self.out_mul = out_mul
         self.max_degree = max_degree
@@ -158,9 +158,14 @@ class EquivariantKernel(ExactWigner3j):
                     self.register_buffer(f"_w3j_{l1}_{l2}_{l3}", o3.wigner_3j(l1, l2, l3),
                                          persistent=False)
         self.fan_in = fan_in
+        # the original's radial network normalises each hidden layer (LayerNorm); without it
+        # PyTorch's default initialisation shrinks the radial weights layer by layer and the
+        # edges barely see their length (SiLU instead of the original's ReLU: forces in the
+        # loss need a smooth second derivative)
+        norm: Callable[[int], nn.Module] = nn.LayerNorm if radial_norm else lambda _: nn.Identity()
         self.radial = nn.Sequential(
-            nn.Linear(num_basis, radial_hidden), nn.SiLU(),
-            nn.Linear(radial_hidden, radial_hidden), nn.SiLU(),
+            nn.Linear(num_basis, radial_hidden), norm(radial_hidden), nn.SiLU(),
+            nn.Linear(radial_hidden, radial_hidden), norm(radial_hidden), nn.SiLU(),
         )
         self.radial_out = nn.ModuleList(nn.Linear(radial_hidden, fan * out_mul)
                                         for fan in fan_in)
@@ -192,7 +197,7 @@ class SE3Attention(nn.Module):
 
     def __init__(
         self, irreps_in: o3.Irreps, irreps_hidden: o3.Irreps, num_heads: int, num_basis: int,
-        radial_hidden: int,
+        radial_hidden: int, radial_norm: bool = True,
     ) -> None:
         super().__init__()
         self.in_layout = irreps_layout(irreps_in)
@@ -208,7 +213,7 @@ class SE3Attention(nn.Module):
         # Keys are the first half of the kernel's output channels, values the second.
         self.kernel = EquivariantKernel([mul for _, mul, _, _ in self.in_layout],
                                         irreps_hidden.lmax, 2 * self.channels, num_basis,
-                                        radial_hidden)
+                                        radial_hidden, radial_norm)
         self.output = o3.Linear(irreps_hidden, irreps_hidden)
         self.skip = None if irreps_in == irreps_hidden else o3.Linear(irreps_in, irreps_hidden)
         self.logit_scale = (irreps_hidden.dim / num_heads) ** -0.5
@@ -271,10 +276,14 @@ class SE3Transformer(ExactWigner3j, Backbone):
     """SE(3)-Transformer on atomic numbers 0-118 (distances and cutoff in Å).
 
     Returns invariant scalar features ``[N, scalar_channels]`` and equivariant vector
-    features ``[N, 3, channels]`` (the degree-1 channels).
+    features ``[N, 3, channels]`` (the degree-1 channels). ``radial_norm``: LayerNorm on the
+    hidden layers of the radial networks, as in the original (``False``: plain MLPs, this
+    package's SE(3)-Transformer before it had the switch).
     """
 
     default_noise_head = "gradient"
+    #: checkpoints written before ``radial_norm`` existed hold radial networks without it
+    hparams_added_later = {"radial_norm": False}
 
     def __init__(
         self,
@@ -286,6 +295,7 @@ class SE3Transformer(ExactWigner3j, Backbone):
         num_basis: int = 16,
         radial_hidden: int = 32,
         cutoff: float = 5.0,
+        radial_norm: bool = True,
     ) -> None:
         super().__init__()
         self._record_hparams(locals())
@@ -308,7 +318,7 @@ class SE3Transformer(ExactWigner3j, Backbone):
         self.basis_width = self.cutoff / (num_basis - 1)
         self.attention = nn.ModuleList(
             SE3Attention(irreps_embedding if layer == 0 else self.irreps_hidden,
-                         self.irreps_hidden, num_heads, num_basis, radial_hidden)
+                         self.irreps_hidden, num_heads, num_basis, radial_hidden, radial_norm)
             for layer in range(num_layers)
         )
         self.feed_forward = nn.ModuleList(

@@ -18,7 +18,7 @@ from equivariant_backbones import (
     Backbone,
     CheckpointError,
     UnknownBackboneError,
-    backbone_class,
+    backbone_from_hparams,
     load_checkpoint,
 )
 
@@ -65,7 +65,7 @@ def load_pretrained_backbone(
         raise CheckpointError(f"{path}: pretraining checkpoint has no backbone "
                               "(name, hparams, state_dict); re-run `denoisepot pretrain`")
     try:
-        backbone = backbone_class(spec["name"])(**spec["hparams"])
+        backbone = backbone_from_hparams(spec["name"], spec["hparams"])
     except UnknownBackboneError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     except TypeError as exc:
