@@ -519,3 +519,16 @@ def test_warmup_steps_reach_both_rows_and_keep_default_names(tiny_store, tmp_pat
     assert "warmup 0.3 epoch, plateau" in _finetune_text(config, False)
     with pytest.raises(DenoisepotError, match="^--warmup-steps must be >= 0, got -1$"):
         dataclasses.replace(config, warmup_steps=-1).check()
+
+
+def test_a_hyperparameter_added_later_is_always_in_the_run_settings(tmp_path) -> None:
+    """The SE(3)-Transformer's radial_norm, added after SE(3)-Transformer runs were recorded,
+    is among its settings at either scale (and so in its run names), so that no run of the
+    network from before is reused as today's; SchNet's settings gain nothing."""
+    for scale in ("small", "paper"):
+        config = CompareConfig(out=tmp_path, backbones=["schnet", "se3t"], scale=scale)
+        assert config.hparams("se3t")["radial_norm"] is True
+        assert "radial_norm" not in config.hparams("schnet")
+    plain = CompareConfig(out=tmp_path, backbones=["se3t"],
+                          backbone_hparams={"se3t": {"radial_norm": False}})
+    assert plain.hparams("se3t")["radial_norm"] is False

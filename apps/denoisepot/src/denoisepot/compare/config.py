@@ -97,9 +97,17 @@ class CompareConfig:
 
     def hparams(self, backbone: str) -> dict[str, Any]:
         """The backbone's hyperparameters: the scale's (none at "paper": the registry's
-        defaults), then ``backbone_hparams[backbone]`` on top."""
+        defaults), then ``backbone_hparams[backbone]`` on top. A hyperparameter the backbone
+        gained after runs were recorded (``hparams_added_later``) is always given, at its
+        default unless set: runs are named by these, so a run of the network from before
+        is never taken for one of today's."""
+        from equivariant_backbones import backbone_class
+
+        cls = backbone_class(backbone)
+        signature = inspect.signature(cls.__init__).parameters
+        added = {key: signature[key].default for key in cls.hparams_added_later}
         base = dict(SMALL_HPARAMS.get(backbone, {})) if self.scale == "small" else {}
-        return {**base, **self.backbone_hparams.get(backbone, {})}
+        return {**added, **base, **self.backbone_hparams.get(backbone, {})}
 
     def epoch_cap(self, train_size: int) -> int | None:
         """Fine-tuning epochs for ``train_size`` conformations: ``finetune_epochs`` when given;
