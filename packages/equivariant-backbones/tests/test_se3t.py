@@ -149,6 +149,10 @@ def test_checkpoint_from_before_radial_norm_rebuilds_its_network() -> None:
     del spec["hparams"]["radial_norm"]
     rebuilt = backbone_from_dict(spec)
     assert rebuilt.hparams["radial_norm"] is False
+    # the radial MLPs' parameters are named as in those checkpoints
+    radial = {key for key in rebuilt.state_dict() if key.startswith("attention.0.kernel.radial.")}
+    assert radial == {f"attention.0.kernel.radial.{layer}.{kind}" for layer in (0, 2)
+                      for kind in ("weight", "bias")}
     z, pos, batch = _molecules()
     with torch.no_grad():
         expected, got = network(z, pos.float(), batch), rebuilt(z, pos.float(), batch)

@@ -7,7 +7,8 @@ Atoms carry ``channels`` features of every degree l = 0..max_degree (e3nn irreps
   of the atom's own features; keys and values of the edge j -> i are tensor products of the
   neighbour's features with the spherical harmonics Y(r̂_ij) of the edge direction, weighted
   per path and per channel pair by radial networks of the distance (the SE(3)-Transformer's
-  equivariant kernels; keys and values together, see :class:`EquivariantKernel`);
+  equivariant kernels, their radial MLPs with LayerNorm as in the original; keys and values
+  together, see :class:`EquivariantKernel`);
 * per head, the logit is the invariant inner product of query and key over all degrees;
   the weights are ``φ(d_ij) exp(logit) / Σ_k φ(d_ik) exp(logit_k)`` with the cosine cutoff
   φ, and the values are scaled by φ too, so that features are continuous as atoms cross the
@@ -162,11 +163,14 @@ class EquivariantKernel(ExactWigner3j):
         # PyTorch's default initialisation shrinks the radial weights layer by layer and the
         # edges barely see their length (SiLU instead of the original's ReLU: forces in the
         # loss need a smooth second derivative)
-        norm: Callable[[int], nn.Module] = nn.LayerNorm if radial_norm else lambda _: nn.Identity()
-        self.radial = nn.Sequential(
-            nn.Linear(num_basis, radial_hidden), norm(radial_hidden), nn.SiLU(),
-            nn.Linear(radial_hidden, radial_hidden), norm(radial_hidden), nn.SiLU(),
-        )
+        # (without it, the layers keep the indices that checkpoints from before have)
+        layers: list[nn.Module] = []
+        for width_in in (num_basis, radial_hidden):
+            layers.append(nn.Linear(width_in, radial_hidden))
+            if radial_norm:
+                layers.append(nn.LayerNorm(radial_hidden))
+            layers.append(nn.SiLU())
+        self.radial = nn.Sequential(*layers)
         self.radial_out = nn.ModuleList(nn.Linear(radial_hidden, fan * out_mul)
                                         for fan in fan_in)
 
