@@ -32,17 +32,17 @@ LR = 5e-4
 TEST_CONFORMATIONS = 400
 
 
-def _read(release: Path, indices: np.ndarray | None, tmp: Path):
-    """Atomic numbers, positions (Å) and energies (kcal/mol) of a release file."""
+def _read(release: Path, tmp: Path):
+    """Atomic numbers, positions (Å) and energies (kcal/mol) of every conformation of a
+    release file."""
     from molgraph_data import Store, convert
     from molgraph_data.units import EV_IN_KCAL_PER_MOL
 
     store = convert([release], tmp / f"{release.stem}.h5")
     with Store(store) as opened:
-        chosen = np.arange(len(opened.energies())) if indices is None else indices
-        block = opened.read(chosen)
+        block = opened.read(np.arange(len(opened.energies())))
     n_atoms = int(block.n_atoms[0])
-    pos = np.asarray(block.pos, dtype=np.float32).reshape(len(chosen), n_atoms, 3)
+    pos = np.asarray(block.pos, dtype=np.float32).reshape(-1, n_atoms, 3)
     energy = np.asarray(block.energy, dtype=np.float64) * EV_IN_KCAL_PER_MOL
     return np.asarray(block.z[:n_atoms]), pos, energy
 
@@ -94,8 +94,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES))
     args = parser.parse_args()
-    if args.steps < 1 or not 32 <= args.train <= 1000:
-        parser.error("--steps must be at least 1 and --train between 32 and 1000")
+    if args.steps < 1 or args.train < BATCH:
+        parser.error(f"--steps must be at least 1 and --train at least {BATCH}")
 
     releases = [DATA / f"rmd17_{args.molecule}_{part}_01.npz" for part in ("train", "test")]
     for release in releases:
@@ -104,10 +104,15 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    chosen = np.sort(np.random.default_rng(args.seed).permutation(1000)[:args.train])
     with tempfile.TemporaryDirectory() as tmp:
-        train = _read(releases[0], chosen, Path(tmp))
-        test = _read(releases[1], np.arange(TEST_CONFORMATIONS), Path(tmp))
+        z, pos, energy = _read(releases[0], Path(tmp))
+        test_z, test_pos, test_energy = _read(releases[1], Path(tmp))
+    if args.train > len(energy):
+        parser.error(f"{releases[0]}: holds {len(energy)} conformations, fewer than --train "
+                     f"{args.train}")
+    chosen = np.sort(np.random.default_rng(args.seed).permutation(len(energy))[:args.train])
+    train = z, pos[chosen], energy[chosen]
+    test = test_z, test_pos[:TEST_CONFORMATIONS], test_energy[:TEST_CONFORMATIONS]
     mean_mae = float(np.abs(test[2] - train[2].mean()).mean())
     print(f"rMD17 {args.molecule}: fit {args.train} energies from scratch, {args.steps} steps "
           f"(seed {args.seed}); test on {TEST_CONFORMATIONS}")
