@@ -162,8 +162,8 @@ class EquivariantKernel(ExactWigner3j):
         # the original's radial network normalises each hidden layer (LayerNorm); without it
         # PyTorch's default initialisation shrinks the radial weights layer by layer and a
         # small network barely fits energies (benchmarks/fit_capacity.py; SiLU instead of the
-        # original's ReLU: forces in the loss need a smooth second derivative)
-        # (without it, the layers keep the indices that checkpoints from before have)
+        # original's ReLU: forces in the loss need a smooth second derivative). Without it the
+        # layers keep the indices that checkpoints from before have.
         layers: list[nn.Module] = []
         for width_in in (num_basis, radial_hidden):
             layers.append(nn.Linear(width_in, radial_hidden))

@@ -393,6 +393,8 @@ class FinetuneModule(L.LightningModule):
             checkpoint[PLATEAU_STATE_KEY] = self._plateau.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # most strategies restore the module before configure_optimizers builds the plateau;
+        # those with restore_checkpoint_after_setup restore it after
         self._plateau_state = checkpoint.get(PLATEAU_STATE_KEY)
         if self._plateau is not None and self._plateau_state is not None:
             self._plateau.load_state_dict(self._plateau_state)
