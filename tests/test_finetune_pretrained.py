@@ -345,6 +345,42 @@ def test_validate_start_keeps_a_start_that_training_does_not_beat(
     assert logged == [pytest.approx(start_loss, rel=1e-4)]
 
 
+def test_validate_start_is_where_the_plateau_schedule_counts_from(
+    pretrained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """--validate-start with --lr-schedule plateau: the start's validation loss is the
+    schedule's first best, as it is early stopping's. When no epoch beats the start (a rate
+    that wrecks the fitted head), the rate halves after every lr-patience + 1 validations from
+    the first, not from the wrecked first epoch's loss."""
+    import csv
+
+    from denoisepot.engine.finetune import PLATEAU_PATIENCE_SHARE, run_finetuning
+
+    checkpoint, store = pretrained
+    patience = 8
+    result = run_finetuning(FinetuneConfig(
+        out_dir=tmp_path / "run", data=store, init_checkpoint=checkpoint,
+        head_init="denoiser", split="conformation", train_size=30, protocol="converged",
+        epochs=20, patience=patience, batch_size=16, lr=3.0, forces=False, seed=3,
+        validate_start=True, lr_schedule="plateau", progress_bar=False, accelerator="cpu",
+    ))
+    assert result.best_epoch == -1 and result.epochs_run == patience
+    with open(tmp_path / "run" / "logs" / "metrics.csv") as table:
+        rows = list(csv.DictReader(table))
+    # a rate is logged on its own row; the training loss of the same step says its epoch
+    epoch_of = {row["step"]: int(row["epoch"]) for row in rows if row["train_loss"]}
+    rates = [(epoch_of[row["step"]], float(row["lr-AdamW/head"]))
+             for row in rows if row["lr-AdamW/head"]]
+    peak = max(rate for _, rate in rates)
+    assert peak == pytest.approx(3.0)
+    every = patience // PLATEAU_PATIENCE_SHARE + 1  # validations without progress per halving
+    warmed = next(i for i, (_, rate) in enumerate(rates) if rate == pytest.approx(peak))
+    # after the warmup each epoch's rate is halved once per whole group of validations before it
+    assert [rate for _, rate in rates[warmed:]] == pytest.approx(
+        [peak / 2 ** (epoch // every) for epoch, _ in rates[warmed:]])
+    assert rates[-1][0] == patience - 1 and rates[-1][1] < peak / 2  # halved at least twice
+
+
 def test_warmup_steps_stretch_the_learning_rate_warmup(
     pretrained: tuple[Path, Path], tmp_path: Path
 ) -> None:

@@ -180,8 +180,8 @@ def compare(
         typer.Option(
             "--validate-start",
             help="Validate every run's starting weights too (both rows): a start that "
-            "training does not beat on validation is kept (epoch 0); early stopping counts "
-            "from it.",
+            "training does not beat on validation is kept (epoch 0); early stopping (and "
+            "--lr-schedule plateau's halving) counts from it.",
         ),
     ] = _D.validate_start,
     warmup_steps: Annotated[

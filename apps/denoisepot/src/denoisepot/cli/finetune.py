@@ -177,7 +177,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--validate-start",
                 help="Validate the starting weights too: the best-validation checkpoint may be "
-                "the start (epoch 0), and early stopping counts from it.",
+                "the start (epoch 0), and early stopping (and --lr-schedule plateau's "
+                "halving) counts from it.",
             ),
         ] = False,
         seed: Annotated[

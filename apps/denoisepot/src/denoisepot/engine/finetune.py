@@ -314,6 +314,7 @@ class FinetuneModule(L.LightningModule):
         min_lr: float,
         lr_schedule: str = "cosine",
         lr_patience_epochs: int = 0,
+        start_val_loss: float | None = None,
     ) -> None:
         super().__init__()
         self.potential = potential
@@ -332,6 +333,9 @@ class FinetuneModule(L.LightningModule):
         #: :meth:`on_validation_epoch_end`), and its state from a resume checkpoint until built
         self._plateau: ReduceLROnPlateau | None = None
         self._plateau_state: dict[str, Any] | None = None
+        #: the validated start's loss (``validate_start``): the plateau's first best, as it is
+        #: early stopping's, so that the rate halves on epochs that do not beat the start
+        self.start_val_loss = start_val_loss
         self._val = MetricAccumulator()
         self.last_val_metrics: ErrorMetrics | None = None
         self.last_val_loss = math.nan
@@ -411,6 +415,8 @@ class FinetuneModule(L.LightningModule):
                 min_lr=self.schedule["min_lr"])
             if self._plateau_state is not None:
                 self._plateau.load_state_dict(self._plateau_state)
+            elif self.start_val_loss is not None:
+                self._plateau.best = self.start_val_loss
             # Lightning steps the warmup per batch; the plateau steps after each validation
             return [optimizer], [{"scheduler": warmup, "interval": "step"}]
         scheduler = warmup_plateau_cosine(optimizer, **self.schedule)
@@ -902,9 +908,10 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
             start_metrics = _start_errors(potential, store_path, split["test"], config,
                                           has_forces)
     potential.compute_forces = use_forces
+    start_val_loss = None
     if config.validate_start and not (config.resume and resume_checkpoint.is_file()):
-        _seed_with_start(potential, store_path, split["val"], config, use_forces, callbacks,
-                         write=trainer.is_global_zero)
+        start_val_loss = _seed_with_start(potential, store_path, split["val"], config,
+                                          use_forces, callbacks, write=trainer.is_global_zero)
     module = FinetuneModule(
         potential,
         use_forces=use_forces,
@@ -919,6 +926,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         min_lr=config.min_lr,
         lr_schedule=config.lr_schedule,
         lr_patience_epochs=max(1, config.patience // PLATEAU_PATIENCE_SHARE),
+        start_val_loss=start_val_loss,
     )
     data = FinetuneData(store_path, split, batch_size=config.batch_size, seed=config.seed,
                         num_workers=config.num_workers)
@@ -1005,10 +1013,11 @@ def _start_errors(potential: Potential, store_path: Path, test: np.ndarray,
 
 def _seed_with_start(potential: Potential, store_path: Path, val: np.ndarray,
                      config: FinetuneConfig, use_forces: bool, callbacks: list[L.Callback],
-                     write: bool) -> None:
+                     write: bool) -> float:
     """Validate the starting weights with the training's validation loss (energy MSE plus the
     weighted force MSE, eV units) and make them the best so far: ``best.pt`` (epoch -1, the
-    report's epoch 0) and the best scores of :class:`BestCheckpoint` and early stopping."""
+    report's epoch 0) and the best scores of :class:`BestCheckpoint` and early stopping; the
+    loss is returned for the ``plateau`` schedule's best."""
     metrics = _start_errors(potential, store_path, val, config, use_forces)
     loss = validation_loss(metrics, use_forces, config.force_weight)
     for callback in callbacks:
@@ -1020,6 +1029,7 @@ def _seed_with_start(potential: Potential, store_path: Path, val: np.ndarray,
                     callback.path)
         elif isinstance(callback, L.pytorch.callbacks.EarlyStopping):
             callback.best_score = torch.tensor(loss)
+    return loss
 
 
 def write_metrics_json(path: Path, result: FinetuneResult) -> Path:

@@ -54,7 +54,8 @@ class FinetuneConfig:
     for validation (0.05 on rMD17's 1,000 gives the field's 950 train / 50 validation).
     ``validate_start``: validate the starting weights too, so that the best-validation
     checkpoint may be the start (epoch 0: a head from the denoiser that training does not
-    improve on is kept) and early stopping counts from it. ``warmup_steps``: the learning
+    improve on is kept) and early stopping (and the ``plateau`` schedule's halving) counts
+    from it. ``warmup_steps``: the learning
     rate's linear warmup lasts at least this many optimizer steps (``warmup_epochs`` alone
     is a step or two on a small training set). ``lr_schedule``: see :data:`LR_SCHEDULES`.
     """
