@@ -11,7 +11,7 @@ the mean predictor's, and the time per step.
 
 This is no fine-tuning result (no forces, no reference energies, no early stopping); it asks
 only whether a network can learn the energy surface at all, which is what the EGNN and
-SE(3)-Transformer rows of the README needed answered. Run:
+SE(3)-Transformer rows of docs/real-data-results.md needed answered. Run:
     uv run python benchmarks/fit_capacity.py [--molecule malonaldehyde] [--steps 2000]
 Units: Å, eV inside; kcal/mol printed.
 """
