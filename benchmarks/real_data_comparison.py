@@ -29,6 +29,7 @@ the report is in kcal/mol.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shlex
 import sys
 from pathlib import Path
@@ -39,8 +40,10 @@ from denoisepot.engine.finetune_config import LR_SCHEDULES  # light: no torch
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ANI1_FILES = (DATA / "ani1" / "ani_gdb_s01.h5", DATA / "ani1" / "gdb_HC_s02.h5")
 RMD17_MOLECULES = ("ethanol", "malonaldehyde", "uracil")
-#: SMILES of the fine-tuned molecules (malonaldehyde as its enol, the form MD17 simulated)
-RMD17_SMILES = {"ethanol": "CCO", "malonaldehyde": "OC=CC=O", "uracil": "O=C1C=CNC(=O)N1"}
+#: SMILES of the fine-tuned molecules, as rMD17 holds them: its malonaldehyde is the dialdehyde
+#: (the middle carbon carries two hydrogens, no O–H in any conformation), not the enol
+#: (tests/test_real_data_benchmark.py checks each against the samples' bonding)
+RMD17_SMILES = {"ethanol": "CCO", "malonaldehyde": "O=CCC=O", "uracil": "O=C1C=CNC(=O)N1"}
 #: MD17 was sampled by MD at 500 K; the generated pretraining geometries use the same
 GENERATED_TEMPERATURE_K = 500.0
 FULL = {
@@ -82,7 +85,9 @@ def _generated(molecules: list[str], conformers: int, stores: Path) -> Path:
     from denoisepot.datagen import GenerationRecipe, MoleculeSpec, generate_store
     from molgraph_data import is_store
 
-    out = stores / f"generated_{'_'.join(molecules)}_{conformers}.h5"
+    # the SMILES are in the name, so that a store made from other SMILES is never reused
+    smiles = hashlib.sha256(" ".join(RMD17_SMILES[m] for m in molecules).encode()).hexdigest()
+    out = stores / f"generated_{'_'.join(molecules)}_{conformers}_{smiles[:8]}.h5"
     if is_store(out):
         return out
     specs = [MoleculeSpec(name=m, smiles=RMD17_SMILES[m]) for m in molecules]
