@@ -29,7 +29,6 @@ the report is in kcal/mol.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import shlex
 import sys
 from pathlib import Path
@@ -82,12 +81,13 @@ def _store(sources: list[Path], out: Path) -> Path:
 def _generated(molecules: list[str], conformers: int, stores: Path) -> Path:
     """GFN2-xTB Langevin-MD geometries of ``molecules`` (from their SMILES, 500 K), made
     once into ``stores``; deterministic for the recipe's seed."""
+    from denoisepot.compare.config import identity_hash
     from denoisepot.datagen import GenerationRecipe, MoleculeSpec, generate_store
     from molgraph_data import is_store
 
     # the SMILES are in the name, so that a store made from other SMILES is never reused
-    smiles = hashlib.sha256(" ".join(RMD17_SMILES[m] for m in molecules).encode()).hexdigest()
-    out = stores / f"generated_{'_'.join(molecules)}_{conformers}_{smiles[:8]}.h5"
+    smiles = identity_hash({m: RMD17_SMILES[m] for m in molecules})
+    out = stores / f"generated_{'_'.join(molecules)}_{conformers}_{smiles}.h5"
     if is_store(out):
         return out
     specs = [MoleculeSpec(name=m, smiles=RMD17_SMILES[m]) for m in molecules]
