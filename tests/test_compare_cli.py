@@ -67,6 +67,8 @@ _PRETRAIN = ["pretrain", "--backbone", "schnet"]
         (_FINETUNE, "--val-fraction", "1.5", "--val-fraction must be between 0 and 1, got 1.5"),
         (_COMPARE, "--warmup-steps", "-3", "--warmup-steps must be >= 0, got -3"),
         (_FINETUNE, "--warmup-steps", "-3", "--warmup-steps must be >= 0, got -3"),
+        (_COMPARE, "--val-every-steps", "-1", "--val-every-steps must be >= 0, got -1"),
+        (_FINETUNE, "--val-every", "0", "--val-every must be at least 1, got 0"),
         (_PRETRAIN, "--sigma", "-1", "--sigma must be a positive number of Å, got -1.0"),
         (_COMPARE, "--lr-schedule", "step", "--lr-schedule 'step': use one of"),
         (_FINETUNE, "--lr-schedule", "plateau", "--lr-schedule plateau needs --protocol "

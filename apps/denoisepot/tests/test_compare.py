@@ -521,6 +521,33 @@ def test_warmup_steps_reach_both_rows_and_keep_default_names(tiny_store, tmp_pat
         dataclasses.replace(config, warmup_steps=-1).check()
 
 
+def test_val_every_steps_reach_both_rows_and_keep_default_names(tiny_store, tmp_path) -> None:
+    """--val-every-steps sets every fine-tuning's validation interval in whole epochs (both
+    rows, the same at each size: 10 conformations at batch 8 are 2 steps per epoch, 30 are
+    4), which become new runs with their caps rounded up to whole validations; without it
+    every name stays as before; the report says how often each size validated."""
+    config = _config(tiny_store, tmp_path / "ve")
+    data = prepare_data(config)
+    default = orchestrate.plan_jobs(config, data, progress=False)
+    coarse = orchestrate.plan_jobs(dataclasses.replace(config, val_every_steps=4), data,
+                                   progress=False)
+    for before, after in zip(default, coarse, strict=True):
+        if before.kind == "pretrain":
+            assert before.name == after.name
+            continue
+        size = before.config.train_size
+        assert before.config.val_every == 1 and before.config.epochs == 3
+        assert after.config.val_every == {10: 2, 30: 1}[size]
+        assert after.config.epochs == {10: 4, 30: 3}[size]
+        assert (before.name == after.name) == (size == 30)
+    assert all("val_every" not in orchestrate._settings(j.config) for j in default)
+    from denoisepot.compare.report import _protocol_text
+
+    records = [{"train_size": 10, "val_every": 2}, {"train_size": 30, "val_every": 1}]
+    assert "validated every 2 epochs at 10, 1 epoch at 30" in _protocol_text(config, records)
+    assert "validated every" not in _protocol_text(config, [{"train_size": 10}])
+
+
 def test_a_hyperparameter_added_later_is_always_in_the_run_settings(tmp_path) -> None:
     """The SE(3)-Transformer's radial_norm, added after SE(3)-Transformer runs were recorded,
     is among its settings at either scale (and so in its run names), so that no run of the

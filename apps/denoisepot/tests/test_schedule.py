@@ -67,7 +67,7 @@ def test_warmup_then_halving_on_plateaus_down_to_the_floor() -> None:
 
     optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
     warmup = warmup_linear(optimizer, warmup_steps=4)
-    plateau = reduce_on_plateau(optimizer, patience_epochs=2, factor=0.5, min_lr=2e-4)
+    plateau = reduce_on_plateau(optimizer, patience=2, factor=0.5, min_lr=2e-4)
     rates = []
     for _ in range(6):
         optimizer.step()

@@ -141,6 +141,16 @@ def compare(
             "(small training sets take few steps per epoch).",
         ),
     ] = _D.patience_steps,
+    val_every_steps: Annotated[
+        int,
+        typer.Option(
+            "--val-every-steps",
+            help="Validate every fine-tuning run about every N optimizer steps, in whole "
+            "epochs (0: every epoch). Patience stays in epochs; with a large validation set "
+            "and few steps per epoch this makes the small training sets' runs several times "
+            "faster.",
+        ),
+    ] = _D.val_every_steps,
     lr_schedule: Annotated[
         str,
         typer.Option(
@@ -233,6 +243,7 @@ def compare(
         finetune_max_steps=max_steps,
         patience=patience,
         patience_steps=patience_steps,
+        val_every_steps=val_every_steps,
         finetune_batch_size=batch_size,
         finetune_lr=lr,
         forces=False if energy_only else None,

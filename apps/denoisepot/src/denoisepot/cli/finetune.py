@@ -181,6 +181,15 @@ def register(app: typer.Typer) -> None:
                 "halving) counts from it.",
             ),
         ] = False,
+        val_every: Annotated[
+            int,
+            typer.Option(
+                "--val-every",
+                help="Validate every N epochs (patience stays in epochs; the converged "
+                "protocol's cap is rounded up to whole validations). Where an epoch is a few "
+                "steps and the validation set is large, validating dominates the run.",
+            ),
+        ] = 1,
         seed: Annotated[
             int, typer.Option("--seed", help="Seed of split, subset and initialisation.")
         ] = 0,
@@ -242,6 +251,7 @@ def register(app: typer.Typer) -> None:
             head_init=head_init,
             head_shift=head_shift,
             validate_start=validate_start,
+            val_every=val_every,
             readout=readout,
             seed=seed,
             num_workers=num_workers,

@@ -59,7 +59,9 @@ class CompareConfig:
     molecule's conformations for pretraining, the rest for fine-tuning (never seen before).
     ``warmup_steps``: every fine-tuning's learning-rate warmup lasts at least this many
     optimizer steps (both rows). ``lr_schedule``: every fine-tuning's learning-rate schedule
-    (both rows; see :data:`denoisepot.engine.finetune_config.LR_SCHEDULES`)."""
+    (both rows; see :data:`denoisepot.engine.finetune_config.LR_SCHEDULES`).
+    ``val_every_steps``: validate every fine-tuning run after about this many optimizer steps,
+    in whole epochs (0: every epoch; see :meth:`val_every_for`)."""
 
     out: Path
     backbones: list[str] = field(default_factory=lambda: ["schnet"])
@@ -81,6 +83,7 @@ class CompareConfig:
     finetune_max_steps: int = 2000
     patience: int = 25
     patience_steps: int = 500
+    val_every_steps: int = 0
     finetune_batch_size: int = 32
     finetune_lr: float = 5e-4
     warmup_steps: int = 0
@@ -113,11 +116,17 @@ class CompareConfig:
         """Fine-tuning epochs for ``train_size`` conformations: ``finetune_epochs`` when given;
         else, for the converged protocol, enough epochs for ``finetune_max_steps`` optimizer
         steps (small training sets get more epochs, so no row stops for lack of steps); else
-        None (the paper's epochs for the data)."""
-        if self.finetune_epochs is not None or self.protocol != "converged":
+        None (the paper's epochs for the data). A converged cap is rounded up to whole
+        validations (see :meth:`val_every_for`), as the fine-tuning engine would."""
+        if self.protocol != "converged":
             return self.finetune_epochs
-        steps_per_epoch = math.ceil(train_size / self.finetune_batch_size)
-        return max(1, math.ceil(self.finetune_max_steps / steps_per_epoch))
+        if self.finetune_epochs is not None:
+            cap = self.finetune_epochs
+        else:
+            steps_per_epoch = math.ceil(train_size / self.finetune_batch_size)
+            cap = max(1, math.ceil(self.finetune_max_steps / steps_per_epoch))
+        every = self.val_every_for(train_size)
+        return every * math.ceil(cap / every)  # the last epoch is validated
 
     def patience_for(self, train_size: int) -> int:
         """Early-stopping patience in epochs for ``train_size`` conformations: at least
@@ -125,6 +134,16 @@ class CompareConfig:
         training set (few steps per epoch) is not stopped by noise after a few dozen steps."""
         steps_per_epoch = math.ceil(train_size / self.finetune_batch_size)
         return max(self.patience, math.ceil(self.patience_steps / steps_per_epoch))
+
+    def val_every_for(self, train_size: int) -> int:
+        """Epochs between validations for ``train_size`` conformations: the whole epochs in
+        ``val_every_steps`` optimizer steps (at least 1), or 1 when it is 0. 50 conformations
+        at batch 32 are 2 steps per epoch, so ``val_every_steps=20`` validates every 10th
+        epoch, and 1,000 conformations (32 steps) still every epoch."""
+        if self.val_every_steps == 0:
+            return 1
+        steps_per_epoch = math.ceil(train_size / self.finetune_batch_size)
+        return max(1, self.val_every_steps // steps_per_epoch)
 
     def check(self) -> None:
         """Raise DenoisepotError (one line naming the option) for settings that cannot run.
@@ -161,6 +180,12 @@ class CompareConfig:
             raise DenoisepotError("--sigmas must be positive numbers of Å, e.g. 0.1,0.2")
         if self.warmup_steps < 0:
             raise DenoisepotError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if self.val_every_steps < 0:
+            raise DenoisepotError(
+                f"--val-every-steps must be >= 0, got {self.val_every_steps}")
+        if self.val_every_steps and self.protocol != "converged":
+            raise DenoisepotError("--val-every-steps needs --protocol converged (the paper "
+                                  "protocol validates every one of its fixed epochs)")
         if not 0.0 < self.pretrain_fraction < 1.0:
             raise DenoisepotError("--pretrain-fraction must be between 0 and 1")
         for option, value in (

@@ -303,12 +303,22 @@ def _protocol_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> 
             f"optimizer steps), with an epoch cap of {cap_text or 'the engine default'} (about "
             f"{config.finetune_max_steps} optimizer steps, so small training sets are not "
             "stopped for lack of steps), and is tested with its best-validation checkpoint"
-            + start
+            + start + _validation_text(records)
         )
     return (
         f"**paper**: a fixed number of epochs ({cap_text or 'the paper default'}), tested "
-        "with the best-validation checkpoint" + start
+        "with the best-validation checkpoint" + start + _validation_text(records)
     )
+
+
+def _validation_text(records: Sequence[dict[str, Any]]) -> str:
+    """How often the runs validated, where not every epoch (records made before
+    --val-every-steps existed validated every epoch)."""
+    every = sorted({(r["train_size"], r.get("val_every", 1)) for r in records})
+    if all(n == 1 for _, n in every):
+        return ""
+    return "; validated every " + ", ".join(
+        f"{n} epoch{'s' if n > 1 else ''} at {size}" for size, n in every)
 
 
 def _noise_head(record: dict[str, Any]) -> str:

@@ -313,7 +313,7 @@ class FinetuneModule(L.LightningModule):
         plateau_steps: int,
         min_lr: float,
         lr_schedule: str = "cosine",
-        lr_patience_epochs: int = 0,
+        lr_patience: int = 0,
         start_val_loss: float | None = None,
     ) -> None:
         super().__init__()
@@ -328,7 +328,8 @@ class FinetuneModule(L.LightningModule):
         self.schedule = {"total_steps": total_steps, "warmup_steps": warmup_steps,
                          "plateau_steps": plateau_steps, "min_lr": min_lr}
         self.lr_schedule = lr_schedule
-        self.lr_patience_epochs = lr_patience_epochs
+        #: validations without a better loss before the ``plateau`` schedule halves the rate
+        self.lr_patience = lr_patience
         #: the ``plateau`` schedule's reduce-on-plateau part, stepped by this module (see
         #: :meth:`on_validation_epoch_end`), and its state from a resume checkpoint until built
         self._plateau: ReduceLROnPlateau | None = None
@@ -411,7 +412,7 @@ class FinetuneModule(L.LightningModule):
         if self.lr_schedule == "plateau":
             warmup = warmup_linear(optimizer, warmup_steps=self.schedule["warmup_steps"])
             self._plateau = reduce_on_plateau(
-                optimizer, patience_epochs=self.lr_patience_epochs, factor=PLATEAU_FACTOR,
+                optimizer, patience=self.lr_patience, factor=PLATEAU_FACTOR,
                 min_lr=self.schedule["min_lr"])
             if self._plateau_state is not None:
                 self._plateau.load_state_dict(self._plateau_state)
@@ -422,6 +423,12 @@ class FinetuneModule(L.LightningModule):
         scheduler = warmup_plateau_cosine(optimizer, **self.schedule)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def validations(epochs: int, val_every: int) -> int:
+    """A wait of ``epochs`` epochs counted in validations made every ``val_every`` epochs
+    (rounded up: never a shorter wait than asked for)."""
+    return math.ceil(epochs / val_every)
 
 
 def validation_loss(metrics: ErrorMetrics, use_forces: bool, force_weight: float) -> float:
@@ -840,8 +847,15 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     validation_batch_size(split["val"].size, config.batch_size, world_size)
     if config.protocol == "paper":
         max_epochs = config.epochs or paper_epochs
+        if max_epochs % config.val_every:
+            raise DenoisepotError(
+                f"--val-every {config.val_every} does not divide the paper protocol's "
+                f"{max_epochs} epochs: its last epoch would not be validated"
+            )
     else:
-        max_epochs = config.epochs or CONVERGED_EPOCH_CAP
+        # a cap rounded up to whole validations: the last epoch is validated
+        max_epochs = config.val_every * math.ceil(
+            (config.epochs or CONVERGED_EPOCH_CAP) / config.val_every)
     extra = {
         "recipe": {**config.to_plain(), "protocol": config.protocol, "max_epochs": max_epochs,
                    "used_forces": use_forces},
@@ -861,12 +875,14 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     ]
     if config.protocol == "converged":
         callbacks.append(L.pytorch.callbacks.EarlyStopping(
-            monitor="val_loss", patience=config.patience, mode="min", check_finite=True))
+            monitor="val_loss", patience=validations(config.patience, config.val_every),
+            mode="min", check_finite=True))
     if config.progress_bar:
         callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=True))
     _hide_lightning_adverts()
     trainer = L.Trainer(
         max_epochs=max_epochs,
+        check_val_every_n_epoch=config.val_every,
         limit_train_batches=train_steps,
         accelerator=config.accelerator,
         devices=config.devices,
@@ -925,7 +941,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         plateau_steps=round(config.plateau_epochs * train_steps),
         min_lr=config.min_lr,
         lr_schedule=config.lr_schedule,
-        lr_patience_epochs=max(1, config.patience // PLATEAU_PATIENCE_SHARE),
+        lr_patience=validations(max(1, config.patience // PLATEAU_PATIENCE_SHARE),
+                                config.val_every),
         start_val_loss=start_val_loss,
     )
     data = FinetuneData(store_path, split, batch_size=config.batch_size, seed=config.seed,

@@ -58,6 +58,11 @@ class FinetuneConfig:
     from it. ``warmup_steps``: the learning
     rate's linear warmup lasts at least this many optimizer steps (``warmup_epochs`` alone
     is a step or two on a small training set). ``lr_schedule``: see :data:`LR_SCHEDULES`.
+    ``val_every``: validate after every this many epochs (1: every epoch). Where one epoch is a
+    few steps and the validation set is large (50 training conformations of many molecules),
+    validating dominates a run; validating less often keeps ``patience`` and the ``plateau``
+    schedule's wait in epochs (rounded up to whole validations) and rounds the epoch cap up to
+    a whole number of validations, so that the last epoch is validated.
     """
 
     out_dir: Path
@@ -90,6 +95,7 @@ class FinetuneConfig:
     head_init: str = "new"
     head_shift: str = "element"
     validate_start: bool = False
+    val_every: int = 1
     seed: int = 0
     num_workers: int = 0
     accelerator: str = "auto"
@@ -159,5 +165,7 @@ def check_config(config: FinetuneConfig) -> None:
         raise DenoisepotError("--devices and --num-nodes must be at least 1")
     if config.warmup_steps < 0:
         raise DenoisepotError(f"--warmup-steps must be >= 0, got {config.warmup_steps}")
+    if config.val_every < 1:
+        raise DenoisepotError(f"--val-every must be at least 1, got {config.val_every}")
     if config.batch_size < 1 or config.lr <= 0:
         raise DenoisepotError("--batch-size must be >= 1 and the learning rate positive")

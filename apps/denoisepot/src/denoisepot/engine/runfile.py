@@ -15,7 +15,8 @@ RUN_FILE = "run.json"
 #: before each existed used (such a run resumes with it, and compare leaves a setting at that
 #: value out of a run's name, so older runs keep theirs)
 FINETUNE_ADDED_LATER = {"train_subset": "random", "head_init": "new", "head_shift": "atom",
-                        "validate_start": False, "warmup_steps": 0, "lr_schedule": "cosine"}
+                        "validate_start": False, "warmup_steps": 0, "lr_schedule": "cosine",
+                        "val_every": 1}
 
 
 def write_json_atomic(path: Path, content: dict[str, Any]) -> None:

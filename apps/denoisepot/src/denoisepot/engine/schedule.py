@@ -48,11 +48,11 @@ def warmup_linear(
 
 
 def reduce_on_plateau(
-    optimizer: torch.optim.Optimizer, *, patience_epochs: int, factor: float = 0.5,
+    optimizer: torch.optim.Optimizer, *, patience: int, factor: float = 0.5,
     min_lr: float = 1e-7
 ) -> ReduceLROnPlateau:
     """Schedule stepped once per validation with its loss: the rate times ``factor`` after
-    ``patience_epochs`` validations without a better loss (NequIP's and MACE's way of
+    ``patience`` validations without a better loss (NequIP's and MACE's way of
     annealing a run whose length early stopping decides), never below ``min_lr``."""
     return ReduceLROnPlateau(optimizer, mode="min", factor=factor,
-                             patience=max(0, int(patience_epochs)), min_lr=min_lr)
+                             patience=max(0, int(patience)), min_lr=min_lr)
