@@ -19,10 +19,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-ANI1_FILES = [ROOT.parent / "shared" / "data" / "ani1" / "ani_gdb_s01.h5",
-              ROOT.parent / "shared" / "data" / "ani1" / "gdb_HC_s02.h5"]
-KCAL_PER_EV = 23.060547830619
+from real_data_comparison import ANI1_FILES  # this folder: the same samples
 
 
 def main() -> None:
@@ -45,9 +42,10 @@ def main() -> None:
     from denoisepot.compare.config import SMALL_HPARAMS
     from denoisepot.engine.finetune import FinetuneConfig, run_finetuning
     from molgraph_data import convert
+    from molgraph_data.units import EV_IN_KCAL_PER_MOL
 
     with tempfile.TemporaryDirectory() as workdir:
-        store = convert(ANI1_FILES, Path(workdir) / "ani1.h5")
+        store = convert(list(ANI1_FILES), Path(workdir) / "ani1.h5")
         rows = []
         for every in (1, args.val_every):
             config = FinetuneConfig(
@@ -69,7 +67,7 @@ def main() -> None:
     for label, seconds, result in (("every epoch", base_s, base),
                                    (f"every {every} epochs", fast_s, fast)):
         print(f"  validated {label:>16}: {seconds:7.1f} s, best epoch {result.best_epoch + 1}, "
-              f"test E MAE {result.test_metrics.energy_mae * KCAL_PER_EV:.2f} kcal/mol")
+              f"test E MAE {result.test_metrics.energy_mae * EV_IN_KCAL_PER_MOL:.2f} kcal/mol")
     print(f"speed-up of validating every {every} epochs: {base_s / fast_s:.1f}x "
           f"(reference: validating every epoch, 1.0x)")
 

@@ -125,8 +125,10 @@ class CompareConfig:
         else:
             steps_per_epoch = math.ceil(train_size / self.finetune_batch_size)
             cap = max(1, math.ceil(self.finetune_max_steps / steps_per_epoch))
+        from ..engine.finetune_config import validations  # light: no torch
+
         every = self.val_every_for(train_size)
-        return every * math.ceil(cap / every)  # the last epoch is validated
+        return every * validations(cap, every)  # the last epoch is validated
 
     def patience_for(self, train_size: int) -> int:
         """Early-stopping patience in epochs for ``train_size`` conformations: at least

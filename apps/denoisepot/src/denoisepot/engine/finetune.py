@@ -75,6 +75,7 @@ from .finetune_config import (
     TRAIN_SUBSETS,
     FinetuneConfig,
     check_config,
+    validations,
 )
 from .runfile import FINETUNE_ADDED_LATER, RUN_FILE, check_same_settings, write_json_atomic
 from .schedule import reduce_on_plateau, warmup_linear, warmup_plateau_cosine
@@ -423,12 +424,6 @@ class FinetuneModule(L.LightningModule):
         scheduler = warmup_plateau_cosine(optimizer, **self.schedule)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def validations(epochs: int, val_every: int) -> int:
-    """A wait of ``epochs`` epochs counted in validations made every ``val_every`` epochs
-    (rounded up: never a shorter wait than asked for)."""
-    return math.ceil(epochs / val_every)
 
 
 def validation_loss(metrics: ErrorMetrics, use_forces: bool, force_weight: float) -> float:
@@ -854,8 +849,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
             )
     else:
         # a cap rounded up to whole validations: the last epoch is validated
-        max_epochs = config.val_every * math.ceil(
-            (config.epochs or CONVERGED_EPOCH_CAP) / config.val_every)
+        max_epochs = config.val_every * validations(config.epochs or CONVERGED_EPOCH_CAP,
+                                                    config.val_every)
     extra = {
         "recipe": {**config.to_plain(), "protocol": config.protocol, "max_epochs": max_epochs,
                    "used_forces": use_forces},

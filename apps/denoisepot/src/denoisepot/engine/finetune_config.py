@@ -6,6 +6,7 @@ in one line before paying for the training engine (:mod:`denoisepot.engine.finet
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,13 @@ PAPER_EPOCHS = {"ani1": 10, "ani1x": 10}
 PAPER_EPOCHS_DEFAULT = 50
 #: converged protocol: epoch cap when none is given
 CONVERGED_EPOCH_CAP = 500
+
+
+def validations(epochs: int, val_every: int) -> int:
+    """``epochs`` epochs counted in validations made every ``val_every`` epochs, rounded up:
+    never a shorter wait than asked for, and ``val_every`` times it is the smallest epoch cap
+    of at least ``epochs`` whose last epoch is validated."""
+    return math.ceil(epochs / val_every)
 
 
 @dataclass
