@@ -57,6 +57,14 @@ def _config(store: Path, out: Path, **changes) -> CompareConfig:
     return dataclasses.replace(config, **changes)
 
 
+def _plans_with(config: CompareConfig, **changes) -> tuple[list, list]:
+    """The runs compare plans for ``config`` and for ``config`` with ``changes``, on the same
+    prepared data, in the same order (to compare their names and settings pairwise)."""
+    data = prepare_data(config)
+    return (orchestrate.plan_jobs(config, data, progress=False),
+            orchestrate.plan_jobs(dataclasses.replace(config, **changes), data, progress=False))
+
+
 @pytest.fixture(scope="module")
 def finished(tiny_store: Path, tmp_path_factory: pytest.TempPathFactory):
     config = _config(tiny_store, tmp_path_factory.mktemp("compare"))
@@ -180,11 +188,7 @@ def test_a_head_from_the_denoiser_changes_only_the_pretrained_rows(tiny_store, t
     marked), the from-scratch rows and the pretraining keep their names; the default leaves
     every run name as it was before the option existed."""
     config = _config(tiny_store, tmp_path / "head")
-    data = prepare_data(config)
-    plain = orchestrate.plan_jobs(config, data, progress=False)
-    transferred = orchestrate.plan_jobs(
-        dataclasses.replace(config, pretrained_head="denoiser"), data, progress=False
-    )
+    plain, transferred = _plans_with(config, pretrained_head="denoiser")
     for before, after in zip(plain, transferred, strict=True):
         if before.meta.get("row") == "pretrained":
             assert after.config.head_init == "denoiser" and before.config.head_init == "new"
@@ -203,11 +207,7 @@ def test_noise_head_choice_reaches_pretraining_and_keeps_default_runs(tiny_store
     under its own run name; for SchNet, whose default it is, the runs keep their names. A head
     from the denoiser needs a gradient head: refused (one line naming the cure) otherwise."""
     config = _config(tiny_store, tmp_path / "noise", backbones=["schnet", "egnn"])
-    data = prepare_data(config)
-    default = orchestrate.plan_jobs(config, data, progress=False)
-    gradient = orchestrate.plan_jobs(
-        dataclasses.replace(config, noise_head="gradient"), data, progress=False
-    )
+    default, gradient = _plans_with(config, noise_head="gradient")
     for before, after in zip(default, gradient, strict=True):
         if before.meta["backbone"] == "schnet":
             assert before.name == after.name
@@ -476,10 +476,7 @@ def test_validate_start_reaches_both_rows_and_keeps_default_names(tiny_store, tm
     """--validate-start applies to every fine-tuning (both rows: the same protocol), which
     become new runs; the pretraining and, without the option, every run name stay as before."""
     config = _config(tiny_store, tmp_path / "vs")
-    data = prepare_data(config)
-    default = orchestrate.plan_jobs(config, data, progress=False)
-    validated = orchestrate.plan_jobs(dataclasses.replace(config, validate_start=True), data,
-                                      progress=False)
+    default, validated = _plans_with(config, validate_start=True)
     for before, after in zip(default, validated, strict=True):
         if before.kind == "pretrain":
             assert before.name == after.name
@@ -501,10 +498,7 @@ def test_warmup_steps_reach_both_rows_and_keep_default_names(tiny_store, tmp_pat
     runs; the pretraining and, without the option, every run name stay as before; the
     report's settings say so; a negative count is refused in one line."""
     config = _config(tiny_store, tmp_path / "ws")
-    data = prepare_data(config)
-    default = orchestrate.plan_jobs(config, data, progress=False)
-    warm = orchestrate.plan_jobs(dataclasses.replace(config, warmup_steps=200), data,
-                                 progress=False)
+    default, warm = _plans_with(config, warmup_steps=200)
     for before, after in zip(default, warm, strict=True):
         if before.kind == "pretrain":
             assert before.name == after.name
@@ -527,10 +521,7 @@ def test_val_every_steps_reach_both_rows_and_keep_default_names(tiny_store, tmp_
     4), which become new runs with their caps rounded up to whole validations; without it
     every name stays as before; the report says how often each size validated."""
     config = _config(tiny_store, tmp_path / "ve")
-    data = prepare_data(config)
-    default = orchestrate.plan_jobs(config, data, progress=False)
-    coarse = orchestrate.plan_jobs(dataclasses.replace(config, val_every_steps=4), data,
-                                   progress=False)
+    default, coarse = _plans_with(config, val_every_steps=4)
     for before, after in zip(default, coarse, strict=True):
         if before.kind == "pretrain":
             assert before.name == after.name
