@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from real_data_comparison import ANI1_FILES  # this folder: the same samples
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = [ROOT.parent / "shared" / "data" / "ani1" / "ani_gdb_s01.h5",
-                ROOT.parent / "shared" / "data" / "ani1" / "gdb_HC_s02.h5"]
+DEFAULT_DATA = list(ANI1_FILES)
 #: networks small enough for a smoke run (``--quick``)
 QUICK_HPARAMS = {
     "schnet": {"hidden_channels": 32, "num_filters": 32, "num_interactions": 2,
