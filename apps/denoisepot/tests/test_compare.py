@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,68 @@ def test_resume_skips_finished_runs_and_redoes_only_the_missing(finished, monkey
     resumed = run_compare(config)
     assert calls == ["finetune"] and resumed.runs_executed == 1
     assert lost in json.loads(manifest_path.read_text())["runs"]
+
+
+def _refuse_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(kind, run_config, meta, threads):
+        raise AssertionError(f"{kind} run {run_config} should have been reused")
+
+    monkeypatch.setattr(orchestrate, "run_job", refuse)
+
+
+def _test_errors(result) -> dict[str, float]:
+    return {r["run"]: r["test"]["energy_mae"] for r in result.finetune_runs}
+
+
+def test_a_copied_comparison_reuses_every_run(finished, tmp_path, monkeypatch) -> None:
+    """Stores inside the comparison's folder enter run names by their place in it, so the
+    folder copied or moved elsewhere (another disk, another machine) reruns nothing, and the
+    pretraining checkpoints are looked up where they are now."""
+    config, first = finished
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(config.out, moved)
+    _refuse_runs(monkeypatch)
+    again = run_compare(dataclasses.replace(config, out=moved))
+    assert again.runs_executed == 0 and again.runs_skipped == 5
+    assert _test_errors(again) == _test_errors(first)
+    (pretrain,) = again.pretrain_runs
+    assert Path(pretrain["checkpoint"]).is_relative_to(moved)
+    assert Path(pretrain["checkpoint"]).is_file()
+
+
+def test_runs_named_before_names_were_portable_are_reused(finished, tmp_path, monkeypatch):
+    """A comparison written before run names were portable hashed absolute store paths:
+    its finished runs keep those names and are reused, not run again."""
+    config, first = finished
+    old = tmp_path / "old"
+    shutil.copytree(config.out, old)
+    config = dataclasses.replace(config, out=old)
+    data = prepare_data(config)
+    portable = orchestrate.plan_jobs(config, data, progress=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(orchestrate, "_portable", lambda settings, root: settings)
+        legacy = orchestrate.plan_jobs(config, data, progress=False)
+    renamed = {new.name: was.name for new, was in zip(portable, legacy, strict=True)}
+    assert all(new != old_name for new, old_name in renamed.items())
+    # the folder as the older version left it: runs, their folders and alignments by old names
+    manifest_path = old / "manifest.json"
+    runs = json.loads(manifest_path.read_text())["runs"]
+    kept = {}
+    for name, record in runs.items():
+        for new, old_name in renamed.items():
+            name = name.replace(new, old_name)
+        kept[name] = record
+    manifest_path.write_text(json.dumps({"version": 1, "runs": kept}))
+    for new, old_name in renamed.items():
+        if (old / "runs" / new).exists():
+            (old / "runs" / new).rename(old / "runs" / old_name)
+    _refuse_runs(monkeypatch)
+    again = run_compare(config)
+    assert again.runs_executed == 0
+    assert {r["run"] for r in again.finetune_runs} == {
+        j.name for j in legacy if j.kind == "finetune"
+    }
+    assert sorted(_test_errors(again).values()) == sorted(_test_errors(first).values())
 
 
 def test_head_from_the_denoiser_reports_where_it_started(finished) -> None:
@@ -391,7 +454,8 @@ def test_training_subsets_cover_every_molecule_and_one_molecule_runs_keep_their_
                 del settings["train_subset"], settings["head_shift"]
             elif job.config.head_init == "new" or shift == "atom":
                 del settings["head_shift"]  # unused by a new head; "atom" came first
-            assert job.name.endswith(f"-{orchestrate.identity_hash(settings)}")
+            assert job.name.endswith(
+                f"-{orchestrate.identity_hash(orchestrate._portable(settings, config.out))}")
 
 
 def test_an_element_no_training_conformation_has_is_refused(tiny_store) -> None:

@@ -13,7 +13,7 @@ import functools
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +77,41 @@ def _settings(run_config: Any, **replace: Any) -> dict[str, Any]:
         if key in values and values[key] == default:
             del values[key]
     values.update(replace)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in values.items()}
+    return values
+
+
+#: how a path inside the comparison's folder enters a run's identity
+OUT_MARK = "$OUT"
+
+
+def _portable(settings: dict[str, Any], root: Path) -> dict[str, Any]:
+    """``settings`` with every path inside ``root`` (the comparison's folder: its converted,
+    generated and partitioned stores) written relative to it, so that a copied or moved
+    comparison keeps its run names and reuses its runs."""
+    base = Path(os.path.abspath(root))
+
+    def portable(value: Any) -> Any:
+        if isinstance(value, Path):
+            try:
+                inside = Path(os.path.abspath(value)).relative_to(base)
+            except ValueError:
+                return value
+            return f"{OUT_MARK}/{inside.as_posix()}"
+        if isinstance(value, list | tuple) and value and all(isinstance(v, Path) for v in value):
+            return [portable(v) for v in value]
+        return value
+
+    return {key: portable(value) for key, value in settings.items()}
+
+
+def _run_name(prefix: str, settings: dict[str, Any], root: Path,
+              finished: Collection[str]) -> str:
+    """``prefix`` and the hash of the run's settings, paths inside ``root`` relative to it.
+    A comparison made before names were portable named its runs by the absolute paths: where
+    such a run has finished and the portable name has not, the old name is kept (it resumes)."""
+    name = f"{prefix}-{identity_hash(_portable(settings, root))}"
+    legacy = f"{prefix}-{identity_hash(settings)}"
+    return legacy if legacy in finished and name not in finished else name
 
 
 @functools.lru_cache(maxsize=64)
@@ -99,6 +133,7 @@ def _finetune_job(
     row: str,
     parent: Job | None,
     progress: bool,
+    finished: Collection[str] = (),
 ) -> Job:
     """The fine-tuning of ``row`` ("scratch", or "pretrained" from ``parent``'s checkpoint)."""
     from ..engine.finetune_config import FinetuneConfig
@@ -148,9 +183,8 @@ def _finetune_job(
     label = row if sigma is None else f"{row}-sigma{sigma:g}"
     if parent is not None and config.pretrained_head != "new":
         label += f"-head{config.pretrained_head}"
-    name = (
-        f"finetune-{dataset.name}-{backbone}-{label}-n{size}-seed{seed}-{identity_hash(settings)}"
-    )
+    name = _run_name(f"finetune-{dataset.name}-{backbone}-{label}-n{size}-seed{seed}",
+                     settings, config.out, finished)
     return Job(
         name,
         "finetune",
@@ -168,9 +202,15 @@ def _finetune_job(
     )
 
 
-def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> list[Job]:
+def plan_jobs(
+    config: CompareConfig,
+    data: ComparisonData,
+    progress: bool,
+    finished: Collection[str] = (),
+) -> list[Job]:
     """Every run of the comparison: per backbone the pretraining per σ, then per fine-tuning
-    dataset, seed and training size one from-scratch and one pretrained fine-tuning per σ."""
+    dataset, seed and training size one from-scratch and one pretrained fine-tuning per σ.
+    ``finished`` names the runs the manifest holds (see :func:`_run_name`)."""
     from equivariant_backbones import backbone_class
 
     from ..engine.pretrain_config import PretrainConfig
@@ -200,9 +240,8 @@ def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> li
                 resume=True,
             )
             head = "" if noise_head is None else f"-{noise_head}"
-            name = (
-                f"pretrain-{backbone}-sigma{sigma:g}{head}-{identity_hash(_settings(pretrain))}"
-            )
+            name = _run_name(f"pretrain-{backbone}-sigma{sigma:g}{head}",
+                             _settings(pretrain), config.out, finished)
             job = Job(
                 name,
                 "pretrain",
@@ -234,6 +273,7 @@ def plan_jobs(config: CompareConfig, data: ComparisonData, progress: bool) -> li
                                 row,
                                 parent,
                                 progress,
+                                finished,
                             )
                         )
     return jobs
@@ -385,7 +425,9 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
         _check_train_sizes(config, dataset)
     manifest = Manifest(config.out)
     workers = config.workers or default_workers()
-    jobs = plan_jobs(config, data, progress=config.progress and workers == 1)
+    jobs = plan_jobs(
+        config, data, progress=config.progress and workers == 1, finished=set(manifest.runs)
+    )
     todo = [job for job in jobs if manifest.get(job.name) is None]
     workers = max(1, min(workers, len(todo)))
     console.print(
@@ -418,8 +460,12 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
 
         _execute(todo, workers, finished)
     _fill_start_metrics(jobs, manifest)
+    # the checkpoint where the run is now (the record has where it was written: a copied or
+    # moved comparison would look in the old folder)
     pretrain_records = [
-        {"run": j.name, **manifest.get(j.name)} for j in jobs if j.kind == "pretrain"
+        {"run": j.name, **manifest.get(j.name), "checkpoint": str(j.config.out / "best.pt")}
+        for j in jobs
+        if j.kind == "pretrain"
     ]
     finetune_records = [
         {"run": j.name, **manifest.get(j.name)} for j in jobs if j.kind == "finetune"
