@@ -114,6 +114,13 @@ def _run_name(prefix: str, settings: dict[str, Any], root: Path,
     return legacy if legacy in finished and name not in finished else name
 
 
+def _best_checkpoint(pretrain: Job) -> Path:
+    """Where pretraining ``pretrain``'s best checkpoint is now (in its run folder)."""
+    from ..engine.pretrain import BEST_FILE
+
+    return pretrain.config.out / BEST_FILE
+
+
 @functools.lru_cache(maxsize=64)
 def _molecule_count(store: Path) -> int:
     from molgraph_data import Store
@@ -138,7 +145,7 @@ def _finetune_job(
     """The fine-tuning of ``row`` ("scratch", or "pretrained" from ``parent``'s checkpoint)."""
     from ..engine.finetune_config import FinetuneConfig
 
-    checkpoint = None if parent is None else parent.config.out / "best.pt"
+    checkpoint = None if parent is None else _best_checkpoint(parent)
     finetune = FinetuneConfig(
         out_dir=Path("."),
         data=dataset.store,
@@ -463,7 +470,7 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
     # the checkpoint where the run is now (the record has where it was written: a copied or
     # moved comparison would look in the old folder)
     pretrain_records = [
-        {"run": j.name, **manifest.get(j.name), "checkpoint": str(j.config.out / "best.pt")}
+        {"run": j.name, **manifest.get(j.name), "checkpoint": str(_best_checkpoint(j))}
         for j in jobs
         if j.kind == "pretrain"
     ]
