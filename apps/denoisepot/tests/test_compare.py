@@ -13,7 +13,7 @@ import pytest
 from denoisepot.compare import CompareConfig, orchestrate, run_compare
 from denoisepot.compare.data import prepare_data
 from denoisepot.compare.plots import write_plots
-from denoisepot.compare.report import pair_cells, summarise
+from denoisepot.compare.report import convergence_text, pair_cells, runs_at_cap, summarise
 from denoisepot.datagen import GenerationRecipe, MoleculeSpec, generate_store
 from denoisepot.errors import DenoisepotError
 from molgraph_data import Store
@@ -333,6 +333,40 @@ def _record(row: str, sigma: float | None, size: int, seed: int, mae_ev: float) 
         "epochs_run": 10,
         "used_forces": True,
     }
+
+
+def test_report_counts_the_runs_that_reached_the_epoch_cap(finished, tmp_path) -> None:
+    """A run of the converged protocol that trains to its epoch cap was never stopped early
+    (still improving within its patience): the report counts them per row and size; with none,
+    it says every run stopped early; the paper's fixed epochs, all at the cap, say neither."""
+    config, result = finished
+    records = []
+    for seed in (0, 1):
+        for row in ("scratch", "pretrained"):
+            for size, cap in ((10, 40), (100, 12)):
+                record = _record(row, None if row == "scratch" else 0.1, size, seed, 0.01)
+                # at 100 conformations seed 1's runs and seed 0's pretrained run hit the cap
+                hit = size == 100 and (seed == 1 or row == "pretrained")
+                records.append({**record, "epoch_cap": cap, "epochs_run": cap if hit else 9})
+    assert len(runs_at_cap(records)) == 3
+    text = convergence_text(config, records)
+    assert "3 of 8 runs reached the epoch cap" in text
+    assert "(from scratch 1 at 100, pretrained 2 at 100)" in text and "--max-steps" in text
+    early = [{**r, "epochs_run": 9} for r in records]
+    assert runs_at_cap(early) == []
+    assert "every one of the 8 runs ended by early stopping" in convergence_text(config, early)
+    paper = dataclasses.replace(config, protocol="paper")
+    assert convergence_text(paper, records) is None
+    # records from before the cap was kept count as not at the cap
+    assert runs_at_cap([{k: v for k, v in r.items() if k != "epoch_cap"} for r in records]) == []
+    # the finished comparison's report states what its own runs did, as results.csv has them
+    with open(result.results_csv) as handle:
+        rows = list(csv.DictReader(handle))
+    capped = sum(int(r["epochs_run"]) >= int(r["epoch_cap"]) for r in rows)
+    report = result.report.read_text()
+    assert "- Convergence: " in report
+    assert (f"{capped} of {len(rows)} runs reached the epoch cap" in report if capped
+            else f"every one of the {len(rows)} runs ended by early stopping" in report)
 
 
 def test_summary_ratios_and_sigma_sweep_plot(tmp_path) -> None:

@@ -311,6 +311,34 @@ def _protocol_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> 
     )
 
 
+def runs_at_cap(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fine-tuning runs that trained to their epoch cap: none of them was stopped early,
+    so each had improved on its validation loss within its last patience window."""
+    return [r for r in records
+            if r.get("epoch_cap") is not None and int(r["epochs_run"]) >= int(r["epoch_cap"])]
+
+
+def convergence_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -> str | None:
+    """For the converged protocol, how many runs of each row and size reached the epoch cap
+    (their part of the comparison is not converged), or that every run stopped early; None for
+    the paper's fixed epochs, where every run reaches the cap by design."""
+    if config.protocol != "converged" or not records:
+        return None
+    at_cap = runs_at_cap(records)
+    if not at_cap:
+        return (f"every one of the {len(records)} runs ended by early stopping, before the "
+                "epoch cap (a longer patience, `--patience-steps`, can still move a run that "
+                "stopped on a plateau)")
+    counts: dict[tuple[str, int], int] = {}
+    for r in at_cap:
+        key = (ROW_LABELS.get(r["row"], r["row"]), int(r["train_size"]))
+        counts[key] = counts.get(key, 0) + 1
+    where = ", ".join(f"{row} {n} at {size}" for (row, size), n in sorted(counts.items()))
+    return (f"**{len(at_cap)} of {len(records)} runs reached the epoch cap** ({where}), still "
+            "improving within their patience: that part of the comparison is not converged; "
+            "rerun it with a larger `--max-steps`")
+
+
 def _validation_text(records: Sequence[dict[str, Any]]) -> str:
     """How often the runs validated, where not every epoch (records made before
     --val-every-steps existed validated every epoch)."""
@@ -465,6 +493,11 @@ def write_report(
         ),
         f"- Protocol: {_protocol_text(config, finetune_records)}. Neither row wins by being "
         "undertrained: the epochs each used are in the table.",
+    ]
+    converged = convergence_text(config, finetune_records)
+    if converged:
+        lines.append(f"- Convergence: {converged}.")
+    lines += [
         "- Pretraining never sees a fine-tuning conformation (train, validation or test): "
         + (
             "; ".join(data.notes) + "."
@@ -541,8 +574,10 @@ def print_alignments(alignments: Sequence[dict[str, Any]]) -> None:
         )
 
 
-def print_table(data: ComparisonData, finetune_records: Sequence[dict[str, Any]]) -> None:
-    """Print one table per fine-tuning dataset to the terminal (rich), short column names."""
+def print_table(data: ComparisonData, finetune_records: Sequence[dict[str, Any]],
+                config: CompareConfig | None = None) -> None:
+    """Print one table per fine-tuning dataset to the terminal (rich), short column names, and
+    (given ``config``) a warning where runs of the converged protocol reached the epoch cap."""
     from rich.console import Console
     from rich.table import Table
 
@@ -574,6 +609,9 @@ def print_table(data: ComparisonData, finetune_records: Sequence[dict[str, Any]]
             )
             table.add_row(*row, style="bold" if change else None)
         console.print(table)
+    text = convergence_text(config, finetune_records) if config is not None else None
+    if text and runs_at_cap(finetune_records):
+        console.print(f"[yellow]{text.replace('**', '').replace('`', '')}.[/yellow]")
 
 
 def write_outputs(
@@ -600,6 +638,6 @@ def write_outputs(
         alignments=alignments,
         command=command,
     )
-    print_table(data, finetune_records)
+    print_table(data, finetune_records, config)
     print_alignments(alignments)
     return report, results, plots
