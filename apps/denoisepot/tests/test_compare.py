@@ -335,7 +335,7 @@ def _record(row: str, sigma: float | None, size: int, seed: int, mae_ev: float) 
     }
 
 
-def test_report_counts_the_runs_that_reached_the_epoch_cap(finished, tmp_path) -> None:
+def test_report_counts_the_runs_that_reached_the_epoch_cap(finished) -> None:
     """A run of the converged protocol that trains to its epoch cap was never stopped early
     (still improving within its patience): the report counts them per row and size; with none,
     it says every run stopped early; the paper's fixed epochs, all at the cap, say neither."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,10 +330,7 @@ def convergence_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -
         return (f"every one of the {len(records)} runs ended by early stopping, before the "
                 "epoch cap (a longer patience, `--patience-steps`, can still move a run that "
                 "stopped on a plateau)")
-    counts: dict[tuple[str, int], int] = {}
-    for r in at_cap:
-        key = (ROW_LABELS.get(r["row"], r["row"]), int(r["train_size"]))
-        counts[key] = counts.get(key, 0) + 1
+    counts = Counter((ROW_LABELS.get(r["row"], r["row"]), int(r["train_size"])) for r in at_cap)
     where = ", ".join(f"{row} {n} at {size}" for (row, size), n in sorted(counts.items()))
     return (f"**{len(at_cap)} of {len(records)} runs reached the epoch cap** ({where}), still "
             "improving within their patience: that part of the comparison is not converged; "
@@ -609,9 +607,10 @@ def print_table(data: ComparisonData, finetune_records: Sequence[dict[str, Any]]
             )
             table.add_row(*row, style="bold" if change else None)
         console.print(table)
-    text = convergence_text(config, finetune_records) if config is not None else None
-    if text and runs_at_cap(finetune_records):
-        console.print(f"[yellow]{text.replace('**', '').replace('`', '')}.[/yellow]")
+    if config is not None and runs_at_cap(finetune_records):  # warn only where runs hit the cap
+        text = convergence_text(config, finetune_records)
+        if text:  # None for the paper protocol's fixed epochs
+            console.print(f"[yellow]{text.replace('**', '').replace('`', '')}.[/yellow]")
 
 
 def write_outputs(
