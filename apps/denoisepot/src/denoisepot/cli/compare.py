@@ -138,8 +138,8 @@ def compare(
         typer.Option(
             "--patience-steps",
             help="Patience of at least this many optimizer steps "
-            "(small training sets take few steps per epoch); 500 stopped runs on a plateau "
-            "at 200+ conformations on rMD17. Give 2000 a --max-steps well above it.",
+            "(small training sets take few steps per epoch); 500 stopped rMD17 runs on a "
+            "validation plateau at 200+ conformations. Keep --max-steps well above it.",
         ),
     ] = _D.patience_steps,
     val_every_steps: Annotated[
