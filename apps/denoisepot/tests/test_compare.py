@@ -134,6 +134,40 @@ def test_resume_skips_finished_runs_and_redoes_only_the_missing(finished, monkey
     assert lost in json.loads(manifest_path.read_text())["runs"]
 
 
+def test_an_interrupted_finetuning_continues_from_its_last_epoch(
+    finished, tmp_path, monkeypatch
+) -> None:
+    """A comparison stopped in the middle of a fine-tuning (a scheduler's SIGTERM, Ctrl-C)
+    continues that run from its last finished epoch when rerun, and every run ends with the
+    numbers of the comparison that was never interrupted."""
+    from denoisepot.engine import finetune
+
+    config, first = finished
+    config = dataclasses.replace(config, out=tmp_path / "compare")
+    save = finetune.ResumeCheckpoint.on_train_epoch_end
+    stopped: list[str] = []
+
+    def stop_after_the_second_epoch(self, trainer, pl_module) -> None:
+        save(self, trainer, pl_module)
+        if trainer.current_epoch == 1 and not stopped:
+            stopped.append(self.path.parent.parent.name)
+            raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(finetune.ResumeCheckpoint, "on_train_epoch_end",
+                        stop_after_the_second_epoch)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_compare(config)
+    monkeypatch.undo()
+    (name,) = stopped
+    run = config.out / "runs" / name
+    assert (run / "lightning" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
+
+    resumed = run_compare(config)
+    assert (run / "logs" / "resumed-1").is_dir()  # continued, not started again
+    assert _test_errors(resumed) == _test_errors(first)
+    assert {r["epochs_run"] for r in resumed.finetune_runs} == {3}
+
+
 def _refuse_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(kind, run_config, meta, threads):
         raise AssertionError(f"{kind} run {run_config} should have been reused")

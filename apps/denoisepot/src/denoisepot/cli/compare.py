@@ -222,7 +222,8 @@ def compare(
 ) -> None:
     """Pretrain each backbone once per σ, fine-tune pretrained and from-scratch networks with
     identical settings and seeds, and write report.md, results.csv and plots (kcal/mol).
-    Rerun the same command to continue an interrupted comparison."""
+    Rerun the same command to continue an interrupted comparison: finished runs are reused
+    and an interrupted fine-tuning continues from its last finished epoch."""
     config = CompareConfig(
         out=out,
         backbones=list(backbone) if backbone else list(_D.backbones),

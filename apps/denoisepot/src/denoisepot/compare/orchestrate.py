@@ -173,7 +173,10 @@ def _finetune_job(
         validate_start=config.validate_start,
         seed=seed,
         progress_bar=progress,
-        overwrite=True,
+        # an interrupted run (killed, Ctrl-C, SIGTERM from a scheduler) continues from its
+        # last finished epoch and ends where it would have; its folder's name holds its
+        # settings, and a folder whose recorded settings differ is refused, not overwritten
+        resume=True,
     )
     parent_name = None if parent is None else parent.name
     settings = _settings(
