@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from denoisepot.compare import CompareConfig, orchestrate, run_compare
 from denoisepot.compare.data import prepare_data
 from denoisepot.compare.plots import write_plots
@@ -161,11 +162,16 @@ def test_an_interrupted_finetuning_continues_from_its_last_epoch(
     (name,) = stopped
     run = config.out / "runs" / name
     assert (run / "lightning" / "last.ckpt").is_file() and not (run / "metrics.json").exists()
+    state = torch.load(run / "lightning" / "last.ckpt", weights_only=False)
+    (before,) = [v["seconds"] for k, v in state["callbacks"].items() if "ResumeCheckpoint" in k]
 
     resumed = run_compare(config)
     assert (run / "logs" / "resumed-1").is_dir()  # continued, not started again
     assert _test_errors(resumed) == _test_errors(first)
     assert {r["epochs_run"] for r in resumed.finetune_runs} == {3}
+    # its time counts both processes
+    (seconds,) = [r["seconds"] for r in resumed.finetune_runs if r["run"] == name]
+    assert seconds > before > 0
 
 
 def _refuse_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -490,11 +490,18 @@ class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
 class ResumeCheckpoint(L.pytorch.callbacks.Checkpoint):
     """Saves Lightning's whole training state to ``path`` at the end of every training epoch
     (after validation and early stopping, so their state is in it). Remembers an early stop,
-    so that resuming a stopped run trains no further."""
+    so that resuming a stopped run trains no further, and the seconds the run had taken, so
+    that a resumed run reports its whole time (``earlier_seconds`` plus this process's)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, started: float) -> None:
         self.path = path
+        self.started = started
         self.stopped = False
+        self.earlier_seconds = 0.0
+
+    def seconds(self) -> float:
+        """The run's seconds so far, over every process that trained it."""
+        return self.earlier_seconds + time.perf_counter() - self.started
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.stopped = bool(trainer.should_stop)
@@ -505,10 +512,12 @@ class ResumeCheckpoint(L.pytorch.callbacks.Checkpoint):
             trainer.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:
-        return {"stopped": self.stopped}
+        return {"stopped": self.stopped, "seconds": self.seconds()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.stopped = bool(state_dict["stopped"])
+        # checkpoints written before the time was kept count from the resume
+        self.earlier_seconds = float(state_dict.get("seconds", 0.0))
 
 
 #: force components of at most this many conformations are kept for the parity plot
@@ -862,9 +871,10 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         "seed": config.seed,
     }
     resume_checkpoint = config.out_dir / RESUME_CHECKPOINT
+    resume_callback = ResumeCheckpoint(resume_checkpoint, started)
     callbacks: list[L.Callback] = [
         BestCheckpoint(config.out_dir / BEST_CHECKPOINT, extra),
-        ResumeCheckpoint(resume_checkpoint),
+        resume_callback,
         # the learning rate of every parameter group, in logs/metrics.csv
         L.pytorch.callbacks.LearningRateMonitor(logging_interval="step"),
     ]
@@ -960,7 +970,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     baseline = baseline_metrics(store_path, split["test"], reference.per_element_ev,
                                 reference.residual_per_atom_mean_ev, has_forces)
     results_csv = write_report_files(config.out_dir, predictions)["results_csv"]
-    seconds = time.perf_counter() - started
+    seconds = resume_callback.seconds()
     result = FinetuneResult(
         best_checkpoint=config.out_dir / BEST_CHECKPOINT,
         results_csv=results_csv,
