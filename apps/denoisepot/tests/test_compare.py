@@ -174,6 +174,83 @@ def test_an_interrupted_finetuning_continues_from_its_last_epoch(
     assert seconds > before > 0
 
 
+#: a comparison whose runs would train for a very long time, in two worker processes
+_ENDLESS_COMPARISON = """
+import json
+import sys
+from pathlib import Path
+from denoisepot.compare import CompareConfig, run_compare
+store, out = Path(sys.argv[1]), Path(sys.argv[2])
+run_compare(CompareConfig(
+    out=out, pretrain_data=[store], finetune_data=[store], train_sizes=[10], seeds=[0],
+    sigmas=[0.2], pretrain_epochs=10**6, pretrain_batch_size=16, finetune_epochs=10**6,
+    patience=10**6, finetune_batch_size=8,
+    backbone_hparams={"schnet": json.loads(sys.argv[3])}, workers=2, progress=False,
+))
+"""
+
+
+def test_a_terminated_comparison_stops_its_worker_processes(tiny_store, tmp_path) -> None:
+    """SIGTERM to a comparison running its runs in worker processes (``kill``, a batch
+    system's time limit) stops the workers with it, one in a fine-tuning included, with a
+    line saying how to continue, instead of leaving them training on with nobody to record
+    their results."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    out = tmp_path / "out"
+    stderr = tmp_path / "stderr.txt"  # a file: workers left running would hold a pipe open
+    with stderr.open("w") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _ENDLESS_COMPARISON, str(tiny_store), str(out),
+             json.dumps(TINY_SCHNET)],
+            stderr=sink,
+        )
+    parent = psutil.Process(process.pid)
+    workers: list[psutil.Process] = []
+    finetuning: list[Path] = []  # a fine-tuning's first epoch saved: inside Lightning's fit
+    try:
+        while process.poll() is None and (len(workers) < 2 or not finetuning):
+            time.sleep(0.1)
+            workers = [child for child in parent.children() if _is_worker(child)]
+            finetuning = list(out.glob("runs/finetune-*/lightning/last.ckpt"))
+        assert len(workers) == 2 and finetuning, stderr.read_text()
+        process.send_signal(signal.SIGTERM)
+        process.wait()
+        assert [w.pid for w in workers if _alive(w)] == []
+        assert process.returncode == 128 + signal.SIGTERM, stderr.read_text()
+        assert "terminated; stopping its runs (rerun the same command to continue" in (
+            stderr.read_text())
+    finally:
+        for worker in workers:
+            if _alive(worker):
+                worker.kill()
+        if process.poll() is None:
+            process.kill()
+
+
+def _is_worker(process) -> bool:
+    import psutil
+
+    try:
+        return "spawn_main" in " ".join(process.cmdline())
+    except psutil.Error:  # gone already
+        return False
+
+
+def _alive(process) -> bool:
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def _refuse_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(kind, run_config, meta, threads):
         raise AssertionError(f"{kind} run {run_config} should have been reused")

@@ -8,12 +8,16 @@ fine-tunings need no pretraining, so they fill the cores while pretraining runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Collection
+import signal
+import sys
+import threading
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +34,8 @@ RUNS_DIR = "runs"
 #: conformations of each fine-tuning dataset (evenly spaced) on which every pretrained
 #: denoiser's alignment with the reference forces is measured
 ALIGNMENT_CONFORMATIONS = 1000
+#: seconds a worker asked to stop (SIGTERM) gets to end its step before it is killed
+WORKER_STOP_SECONDS = 5.0
 
 
 @dataclass
@@ -366,6 +372,31 @@ def _check_train_sizes(config: CompareConfig, dataset: FinetuneSet) -> None:
         )
 
 
+@contextlib.contextmanager
+def _terminate_raises() -> Iterator[None]:
+    """While runs go to worker processes, make SIGTERM (``kill``, a batch system's time
+    limit) raise SystemExit in this process as Ctrl-C raises KeyboardInterrupt, so the
+    workers are stopped with it; its default action would end this process alone and leave
+    the workers training on, their results never recorded."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; its owner decides what SIGTERM does
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        print(
+            "compare: terminated; stopping its runs (rerun the same command to continue: "
+            "finished runs are kept, an interrupted fine-tuning resumes)",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None]) -> None:
     """Run ``jobs`` (already topologically ordered: pretraining before its fine-tunings)
     in-process (one worker) or in a pool, calling ``finished`` as each completes."""
@@ -382,6 +413,15 @@ def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None
     # longest first: pretraining, then fine-tunings by training size
     ready.sort(key=lambda j: (j.kind != "pretrain", -j.meta.get("train_size", 0)))
     context = multiprocessing.get_context("spawn")
+    with _terminate_raises():
+        _run_pool(ready, workers, finished, context)
+
+
+def _run_pool(
+    ready: list[Job], workers: int, finished: Callable[[Job, dict], None], context: Any
+) -> None:
+    """Run the ``ready`` jobs, and those waiting on them as they finish, in a pool of
+    ``workers`` processes."""
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
     running: dict[Future, Job] = {}
     try:
@@ -396,11 +436,19 @@ def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None
                 ready.extend(job.waiting)
                 ready.sort(key=lambda j: -j.meta.get("train_size", 0))
     except BaseException:
-        # interrupted (Ctrl-C) or a run failed: stop the other runs now rather than wait for
-        # them; the manifest keeps every finished run and a rerun continues from there
-        for process in list(getattr(pool, "_processes", {}).values()):
+        # interrupted (Ctrl-C, SIGTERM) or a run failed: stop the other runs now rather than
+        # wait for them, and see them gone before returning; the manifest keeps every finished
+        # run and a rerun continues from there
+        processes = list(getattr(pool, "_processes", {}).values())
+        for process in processes:
             process.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            # one in a Lightning fit ends its step and waits for work: kill it then
+            process.join(WORKER_STOP_SECONDS)
+            if process.is_alive():
+                process.kill()
+                process.join()
         raise
     pool.shutdown()
 
