@@ -85,6 +85,20 @@ def finetuned(stores: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     return out
 
 
+def test_progress_written_to_a_log_is_one_bar(
+    stores: dict[str, Path], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    """Written to a log file, a fine-tuning's progress bar is the last epoch's alone, not a
+    line or two for each of its (often thousands of) epochs."""
+    capsys.readouterr()
+    assert _run(monkeypatch, "finetune", "--data", stores["forces"], "--backbone", "schnet",
+                *TINY, "--epochs", "4", "--batch-size", "8", "--out", tmp_path / "run",
+                "--accelerator", "cpu", "--progress") == 0
+    bars = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Epoch ")]
+    assert len(bars) == 1 and bars[0].startswith("Epoch 3/3"), bars
+
+
 def test_finetune_writes_checkpoint_predictions_plots_and_evaluate_reproduces_them(
     finetuned: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

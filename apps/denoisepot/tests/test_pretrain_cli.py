@@ -140,3 +140,23 @@ def test_hparam_values_are_parsed_as_json_or_text() -> None:
         "a": 3, "b": 0.5, "c": True, "d": "silu", "e": [1, 2]}
     with pytest.raises(DenoisepotError, match="key=value"):
         parse_hparams(["hidden"])
+
+
+def test_progress_keeps_one_bar_and_a_line_per_epoch(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ani1_store: Path,
+    tmp_path: Path,
+) -> None:
+    """Written to a log file, a pretraining's progress is one line per epoch and one bar,
+    the last epoch's: not a bar for every epoch (hundreds of lines for a long run)."""
+    monkeypatch.setattr(sys, "argv", [
+        "denoisepot", "pretrain", "--backbone", "schnet", "--data", str(ani1_store), "--out",
+        str(tmp_path / "run"), "--epochs", "4", "--batch-size", "16", "--train-size", "32",
+        "--val-size", "16", "--accelerator", "cpu", *_TINY])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines if ": validation loss" in line] == [
+        f"epoch {n}" for n in range(1, 5)]
+    bars = [line for line in lines if line.startswith("epoch ") and "━" in line]
+    assert len(bars) == 1 and bars[0].startswith("epoch 4/4"), bars

@@ -883,7 +883,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
             monitor="val_loss", patience=validations(config.patience, config.val_every),
             mode="min", check_finite=True))
     if config.progress_bar:
-        callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=True))
+        callbacks.append(L.pytorch.callbacks.RichProgressBar(leave=False))
     _hide_lightning_adverts()
     trainer = L.Trainer(
         max_epochs=max_epochs,

@@ -17,7 +17,9 @@ from rich.progress import (
 
 
 class TrainingProgress:
-    """One bar per epoch on rank 0 (silent elsewhere or when disabled)."""
+    """The current epoch's bar on rank 0 (silent elsewhere or when disabled); each finished
+    epoch leaves its line through ``log``, not its bar, so a run of thousands of epochs keeps
+    one bar on a terminal and writes one to a log file."""
 
     def __init__(self, enabled: bool, console: Console | None = None) -> None:
         self.enabled = enabled
@@ -46,7 +48,10 @@ class TrainingProgress:
         self._progress.__exit__(kind, value, traceback)
 
     def start_epoch(self, description: str, total: int, completed: int) -> None:
-        """A new bar of ``total`` steps, ``completed`` of them already done (resume)."""
+        """A new bar of ``total`` steps, ``completed`` of them already done (resume), in
+        place of the last epoch's."""
+        if self._task is not None:
+            self._progress.remove_task(self._task)
         self._task = self._progress.add_task(description, total=total, completed=completed,
                                              loss="-", rate="-")
         self._last_time = time.perf_counter()
