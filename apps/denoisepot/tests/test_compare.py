@@ -429,6 +429,13 @@ def test_bad_options_are_one_clear_line(tiny_store, tmp_path) -> None:
         run_compare(_config(tiny_store, tmp_path / "bb", backbones=["nosuch"]))
     with pytest.raises(DenoisepotError, match="--protocol"):
         run_compare(_config(tiny_store, tmp_path / "pr", protocol="fast"))
+    hparams = {"schnet": {**TINY_SCHNET, "hidden": 3}}
+    with pytest.raises(DenoisepotError, match="--hparam schnet:hidden: schnet has no such"):
+        run_compare(_config(tiny_store, tmp_path / "hp", backbone_hparams=hparams))
+    hparams = {"schnet": {**TINY_SCHNET, "hidden_channels": -4}}
+    with pytest.raises(DenoisepotError, match="--hparam: schnet rejects these values"):
+        run_compare(_config(tiny_store, tmp_path / "hp", backbone_hparams=hparams))
+    assert not (tmp_path / "hp").exists()
 
 
 def _record(row: str, sigma: float | None, size: int, seed: int, mae_ev: float) -> dict:

@@ -196,6 +196,17 @@ def test_bad_inputs_are_one_line_and_exit_status_one(
     line = _user_error(monkeypatch, capsys, *base, "--backbone", "nonesuch", "--out",
                        tmp_path / "e")
     assert "nonesuch" in line
+    assert not (tmp_path / "e").exists()
+    # compare's backbone:key=value form, a name the backbone lacks, a value it rejects: one
+    # line before the output folder is made (it was after, leaving run.json and split.npz)
+    line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--hparam",
+                       "schnet:hidden_channels=16", "--out", tmp_path / "g")
+    assert "--hparam schnet:hidden_channels" in line and "num_filters" in line
+    assert "backbone:key=value is compare's form" in line
+    line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--hparam",
+                       "hidden_channels=-4", "--out", tmp_path / "g")
+    assert "--hparam" in line and "schnet rejects these values" in line
+    assert not (tmp_path / "g").exists()
     line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--strategy", "fsdp",
                        "--out", tmp_path / "f")
     assert "--strategy 'fsdp'" in line

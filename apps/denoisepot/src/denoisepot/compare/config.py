@@ -209,6 +209,8 @@ class CompareConfig:
     def _check_backbones(self) -> None:
         from equivariant_backbones import NOISE_HEAD_KINDS, backbone_class, list_backbones
 
+        from ..engine.backbone_options import build_checked_backbone
+
         known = list_backbones()
         for name in self.backbones:
             if name not in known:
@@ -219,23 +221,13 @@ class CompareConfig:
             raise DenoisepotError(
                 f"--noise-head {self.noise_head!r}: use one of {', '.join(NOISE_HEAD_KINDS)}"
             )
-        for name, overrides in self.backbone_hparams.items():
+        for name in self.backbone_hparams:
             if name not in self.backbones:
                 raise DenoisepotError(
                     f"--hparam {name}:...: {name!r} is not among the compared backbones "
                     f"({', '.join(self.backbones)})"
                 )
-            accepted = inspect.signature(backbone_class(name).__init__).parameters
-            for key in overrides:
-                if key not in accepted or key == "self":
-                    raise DenoisepotError(
-                        f"--hparam {name}:{key}: {name} has no hyperparameter {key!r}; it "
-                        f"takes {', '.join(k for k in accepted if k != 'self')}"
-                    )
-            try:
-                backbone_class(name)(**self.hparams(name))
-            except (TypeError, ValueError) as error:
-                raise DenoisepotError(f"--hparam {name}: {error}") from None
+            build_checked_backbone(name, self.hparams(name), prefix=f"{name}:")
         if self.pretrained_head == "denoiser":
             for name in self.backbones:
                 kind = self.noise_head or backbone_class(name).default_noise_head

@@ -39,7 +39,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from equivariant_backbones import atomic_torch_save, build_backbone
+from equivariant_backbones import atomic_torch_save
 from finetune_heads import (
     EnergyHead,
     ErrorMetrics,
@@ -65,6 +65,7 @@ from molgraph_data import (
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ..errors import DenoisepotError
+from .backbone_options import build_checked_backbone
 from .finetune_config import (
     CONVERGED_EPOCH_CAP,
     HEAD_SHIFTS,
@@ -669,10 +670,7 @@ def build_potential(
             raise DenoisepotError("give a pretraining checkpoint (--from) or a backbone name "
                                   "(--backbone)")
         torch.manual_seed(config.seed)
-        try:
-            backbone = build_backbone(config.backbone, **config.backbone_hparams)
-        except TypeError as exc:
-            raise DenoisepotError(f"bad --hparam for backbone {config.backbone!r}: {exc}") from None
+        backbone = build_checked_backbone(config.backbone, config.backbone_hparams)
     torch.manual_seed(config.seed + 1)
     head = EnergyHead(
         backbone.scalar_dim,
@@ -829,6 +827,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
 
     started = time.perf_counter()
     check_config(config)
+    if config.backbone is not None:  # a bad --hparam is refused before the folder is made
+        build_checked_backbone(config.backbone, config.backbone_hparams)
     config.out_dir = Path(config.out_dir)
     store_path = resolve_store(config.data, config.out_dir / "data")
 

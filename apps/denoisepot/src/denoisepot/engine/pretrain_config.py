@@ -5,7 +5,6 @@ before paying for the training engine (:mod:`denoisepot.engine.pretrain`)."""
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,23 +81,11 @@ def check_config(config: PretrainConfig) -> None:
 
 def _check_backbone(config: PretrainConfig) -> None:
     from denoise_objective import NoiseHeadError, build_noise_head
-    from equivariant_backbones import UnknownBackboneError, backbone_class, build_backbone
 
+    from .backbone_options import build_checked_backbone
+
+    backbone = build_checked_backbone(config.backbone, config.backbone_hparams)
     try:
-        cls = backbone_class(config.backbone)
-    except UnknownBackboneError as exc:
-        raise DenoisepotError(f"--backbone: {exc}") from None
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = sorted(set(config.backbone_hparams) - accepted)
-    if unknown:
-        raise DenoisepotError(
-            f"--hparam {unknown[0]}: {config.backbone} has no such hyperparameter; choose from "
-            f"{', '.join(sorted(accepted))}"
-        )
-    try:
-        build_noise_head(build_backbone(config.backbone, **config.backbone_hparams),
-                         config.noise_head)
+        build_noise_head(backbone, config.noise_head)
     except NoiseHeadError as exc:
         raise DenoisepotError(f"--noise-head: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise DenoisepotError(f"--hparam: {config.backbone} rejects these values ({exc})") from None
