@@ -67,12 +67,28 @@ def _silence_library_notices() -> None:
     os.environ["PYTHONWARNINGS"] = f"{given},{ours}" if given else ours
 
 
+#: how to continue each command stopped by SIGTERM
+_CONTINUE = {
+    "compare": "rerun the same command to continue (finished runs are kept, an interrupted "
+    "fine-tuning resumes from its last finished epoch)",
+    "finetune": "the same command with --resume continues from the last finished epoch",
+}
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning user errors into one line on stderr
-    and exit status 1 (a bug still shows its traceback)."""
+    and exit status 1 (a bug still shows its traceback), and a stop by SIGTERM into one
+    line saying how to continue and exit status 143."""
+    from ..errors import Terminated
+
     _silence_library_notices()
     try:
         app()
+    except Terminated:
+        command = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")
+        print(f"error: terminated (SIGTERM); {_CONTINUE.get(command, 'nothing was lost')}",
+              file=sys.stderr)
+        raise
     except Exception as exc:  # noqa: BLE001 - classified below
         from ..errors import user_error_types
 

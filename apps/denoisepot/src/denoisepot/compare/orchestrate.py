@@ -15,7 +15,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -25,7 +24,7 @@ from typing import Any
 
 from ..datagen.generate import default_workers
 from ..engine.runfile import FINETUNE_ADDED_LATER
-from ..errors import DenoisepotError
+from ..errors import DenoisepotError, Terminated
 from .config import CompareConfig, identity_hash
 from .data import ComparisonData, FinetuneSet, prepare_data
 from .manifest import Manifest
@@ -375,7 +374,7 @@ def _check_train_sizes(config: CompareConfig, dataset: FinetuneSet) -> None:
 @contextlib.contextmanager
 def _terminate_raises() -> Iterator[None]:
     """While runs go to worker processes, make SIGTERM (``kill``, a batch system's time
-    limit) raise SystemExit in this process as Ctrl-C raises KeyboardInterrupt, so the
+    limit) raise Terminated in this process as Ctrl-C raises KeyboardInterrupt, so the
     workers are stopped with it; its default action would end this process alone and leave
     the workers training on, their results never recorded."""
     if threading.current_thread() is not threading.main_thread():
@@ -383,12 +382,7 @@ def _terminate_raises() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: object) -> None:
-        print(
-            "compare: terminated; stopping its runs (rerun the same command to continue: "
-            "finished runs are kept, an interrupted fine-tuning resumes)",
-            file=sys.stderr,
-        )
-        raise SystemExit(128 + signum)
+        raise Terminated()
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:

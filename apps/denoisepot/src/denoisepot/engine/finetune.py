@@ -50,6 +50,7 @@ from finetune_heads import (
     potential_to_checkpoint,
     set_backbone_trainable,
 )
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from molgraph_data import (
     BatchIndexSampler,
     ReferenceEnergies,
@@ -64,7 +65,7 @@ from molgraph_data import (
 )
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from ..errors import DenoisepotError
+from ..errors import DenoisepotError, Terminated
 from .backbone_options import build_checked_backbone
 from .finetune_config import (
     CONVERGED_EPOCH_CAP,
@@ -952,10 +953,15 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     )
     data = FinetuneData(store_path, split, batch_size=config.batch_size, seed=config.seed,
                         num_workers=config.num_workers)
-    trainer.fit(module, datamodule=data,
-                ckpt_path=resume_checkpoint if config.resume and resume_checkpoint.is_file()
-                else None,
-                weights_only=True)
+    try:
+        trainer.fit(module, datamodule=data,
+                    ckpt_path=resume_checkpoint if config.resume and resume_checkpoint.is_file()
+                    else None,
+                    weights_only=True)
+    except SIGTERMException:
+        # Lightning ends the fit at the step's end with exit status 0; the last finished
+        # epoch is in the resume checkpoint
+        raise Terminated() from None
     epochs_run = int(trainer.current_epoch)
     if not trainer.is_global_zero:
         return None
