@@ -105,8 +105,8 @@ def test_an_option_out_of_range_is_one_line_before_torch_or_lightning(
     [
         ("num_rbf=0", "is not backbone:key=value"),
         ("et:num_rbf=16", "'et' is not among the compared backbones"),
-        ("egnn:num_gaussians=8", "egnn has no hyperparameter 'num_gaussians'"),
-        ("egnn:num_rbf=1", "--hparam egnn: num_rbf must be 0"),
+        ("egnn:num_gaussians=8", "--hparam egnn:num_gaussians: egnn has no such hyperparameter"),
+        ("egnn:num_rbf=1", "--hparam egnn: egnn rejects these values (num_rbf must be 0"),
     ],
 )
 def test_compare_bad_backbone_hparam_is_one_line(tmp_path: Path, hparam: str,

@@ -431,7 +431,7 @@ def test_bad_options_are_one_clear_line(tiny_store, tmp_path) -> None:
     with pytest.raises(DenoisepotError, match="--hparam schnet:hidden: schnet has no such"):
         run_compare(_config(tiny_store, tmp_path / "hp", backbone_hparams=hparams))
     hparams = {"schnet": {**TINY_SCHNET, "hidden_channels": -4}}
-    with pytest.raises(DenoisepotError, match="--hparam: schnet rejects these values"):
+    with pytest.raises(DenoisepotError, match="--hparam schnet: schnet rejects these values"):
         run_compare(_config(tiny_store, tmp_path / "hp", backbone_hparams=hparams))
     assert not (tmp_path / "hp").exists()
 

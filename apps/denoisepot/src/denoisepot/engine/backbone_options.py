@@ -33,4 +33,5 @@ def build_checked_backbone(name: str, hparams: Mapping[str, Any], *, prefix: str
     try:
         return cls(**hparams)
     except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: torch's sizes
-        raise DenoisepotError(f"--hparam: {name} rejects these values ({exc})") from None
+        option = f"--hparam {prefix.rstrip(':')}" if prefix else "--hparam"
+        raise DenoisepotError(f"{option}: {name} rejects these values ({exc})") from None
