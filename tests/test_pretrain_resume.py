@@ -1,5 +1,6 @@
-"""A pretraining process killed with SIGKILL mid-epoch resumes (--resume) to the same final
-validation loss as an uninterrupted run with the same seed, on the CPU."""
+"""A pretraining process killed with SIGKILL, or stopped by SIGTERM, mid-epoch resumes
+(--resume) to the same final validation loss as an uninterrupted run with the same seed, on
+the CPU."""
 
 from __future__ import annotations
 
@@ -42,6 +43,16 @@ def _steps_saved(state_file: Path) -> int:
     return int(state["counters"]["global_step"])
 
 
+def _config(store: Path, out: Path, **changes):
+    from denoisepot.engine.pretrain import PretrainConfig
+
+    return PretrainConfig(
+        backbone="schnet", out=out, data=[store], epochs=2, batch_size=16, lr=5e-3,
+        train_size=320, val_size=64, seed=3, backbone_hparams=_HPARAMS, accelerator="cpu",
+        progress=False, **changes,
+    )
+
+
 def _final_val_loss(out: Path) -> float:
     payload = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     assert payload["training"]["epoch"] == 2
@@ -51,15 +62,11 @@ def _final_val_loss(out: Path) -> float:
 def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_result(
     ani1_store: Path, tmp_path: Path, kill_9_when: Callable[..., None]
 ) -> None:
-    from denoisepot.engine.pretrain import PretrainConfig, run_pretraining
+    from denoisepot.engine.pretrain import run_pretraining
 
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     reference = tmp_path / "reference"
-    run_pretraining(PretrainConfig(
-        backbone="schnet", out=reference, data=[ani1_store], epochs=2, batch_size=16, lr=5e-3,
-        train_size=320, val_size=64, seed=3, backbone_hparams=_HPARAMS, accelerator="cpu",
-        progress=False,
-    ))
+    run_pretraining(_config(ani1_store, reference))
 
     killed = tmp_path / "killed"
     # 20 steps per epoch: kill somewhere in the first epoch, after a few saved steps
@@ -78,3 +85,42 @@ def test_kill_9_mid_epoch_then_resume_gives_the_uninterrupted_result(
     for key, value in reference_best["backbone"]["state_dict"].items():
         torch.testing.assert_close(resumed_best["backbone"]["state_dict"][key], value,
                                    rtol=1e-5, atol=1e-6)
+
+
+def test_sigterm_keeps_the_step_it_came_at_and_resume_gives_the_uninterrupted_result(
+    ani1_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM (a batch system's time limit) mid-epoch: the step under way finishes, the
+    training state is saved at it (the periodic save every 500 steps would have lost them
+    all) and the run ends with Terminated, exit status 143; --resume then ends where the
+    uninterrupted run does."""
+    import signal
+
+    from denoisepot.engine.pretrain import run_pretraining
+    from denoisepot.engine.progress import TrainingProgress
+    from denoisepot.errors import Terminated
+
+    reference = tmp_path / "reference"
+    run_pretraining(_config(ani1_store, reference))
+
+    step = TrainingProgress.step
+    steps: list[int] = []
+
+    def step_and_sigterm_at_the_seventh(self, loss: float, conformations: int) -> float:
+        steps.append(len(steps) + 1)
+        if len(steps) == 7:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return step(self, loss, conformations)
+
+    stopped = tmp_path / "stopped"
+    monkeypatch.setattr(TrainingProgress, "step", step_and_sigterm_at_the_seventh)
+    with pytest.raises(Terminated) as info:
+        run_pretraining(_config(ani1_store, stopped))
+    monkeypatch.undo()
+    assert info.value.code == 143 and steps == list(range(1, 8))
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back
+    assert _steps_saved(stopped / "training_state.pt") == 7
+    assert not (stopped / "last.pt").exists()
+
+    run_pretraining(_config(ani1_store, stopped, resume=True))
+    assert _final_val_loss(stopped) == pytest.approx(_final_val_loss(reference), rel=1e-5)

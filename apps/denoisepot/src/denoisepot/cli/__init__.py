@@ -72,6 +72,7 @@ _CONTINUE = {
     "compare": "rerun the same command to continue (finished runs are kept, an interrupted "
     "fine-tuning resumes from its last finished epoch)",
     "finetune": "the same command with --resume continues from the last finished epoch",
+    "pretrain": "the same command with --resume continues from the step it stopped at",
 }
 
 

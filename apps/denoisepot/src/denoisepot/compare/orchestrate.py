@@ -8,15 +8,12 @@ fine-tunings need no pretraining, so they fill the cores while pretraining runs.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import logging
 import multiprocessing
 import os
-import signal
-import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +21,8 @@ from typing import Any
 
 from ..datagen.generate import default_workers
 from ..engine.runfile import FINETUNE_ADDED_LATER
-from ..errors import DenoisepotError, Terminated
+from ..engine.stopping import sigterm_raises
+from ..errors import DenoisepotError
 from .config import CompareConfig, identity_hash
 from .data import ComparisonData, FinetuneSet, prepare_data
 from .manifest import Manifest
@@ -371,26 +369,6 @@ def _check_train_sizes(config: CompareConfig, dataset: FinetuneSet) -> None:
         )
 
 
-@contextlib.contextmanager
-def _terminate_raises() -> Iterator[None]:
-    """While runs go to worker processes, make SIGTERM (``kill``, a batch system's time
-    limit) raise Terminated in this process as Ctrl-C raises KeyboardInterrupt, so the
-    workers are stopped with it; its default action would end this process alone and leave
-    the workers training on, their results never recorded."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread may set handlers; its owner decides what SIGTERM does
-        return
-
-    def stop(signum: int, frame: object) -> None:
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None]) -> None:
     """Run ``jobs`` (already topologically ordered: pretraining before its fine-tunings)
     in-process (one worker) or in a pool, calling ``finished`` as each completes."""
@@ -407,7 +385,9 @@ def _execute(jobs: list[Job], workers: int, finished: Callable[[Job, dict], None
     # longest first: pretraining, then fine-tunings by training size
     ready.sort(key=lambda j: (j.kind != "pretrain", -j.meta.get("train_size", 0)))
     context = multiprocessing.get_context("spawn")
-    with _terminate_raises():
+    # SIGTERM's default would end this process alone and leave the workers training on,
+    # their results never recorded: raise instead, so that _run_pool stops them
+    with sigterm_raises():
         _run_pool(ready, workers, finished, context)
 
 

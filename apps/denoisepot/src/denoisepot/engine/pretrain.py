@@ -14,6 +14,7 @@ Output folder ``out``: ``run.json`` (the settings that define the run), ``split.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -27,9 +28,10 @@ from typing import Any
 
 import torch
 
-from ..errors import DenoisepotError
+from ..errors import DenoisepotError, Terminated
 from .pretrain_config import PretrainConfig, check_config
 from .runfile import RUN_FILE, check_same_settings, write_json_atomic
+from .stopping import sigterm_requests
 
 SPLIT_FILE = "split.npz"
 BEST_FILE = "best.pt"
@@ -334,7 +336,10 @@ def run_pretraining(config: PretrainConfig) -> PretrainResult:
         for logger in loggers:
             logger.log_metrics(metrics, step=counters["global_step"])
 
-    with TrainingProgress(enabled=config.progress and is_zero) as progress:
+    # one process: SIGTERM ends the step and keeps it (several would each need to agree)
+    stopping = sigterm_requests() if world == 1 else contextlib.nullcontext(lambda: False)
+    with TrainingProgress(enabled=config.progress and is_zero) as progress, \
+            stopping as stop_requested:
         if state is not None:
             progress.log(f"resuming {out} at epoch {counters['epoch'] + 1}, "
                          f"batch {counters['step_in_epoch']}")
@@ -376,6 +381,11 @@ def run_pretraining(config: PretrainConfig) -> PretrainResult:
                         or time.perf_counter() - last_state_time >= config.state_every_seconds):
                     write_state(epoch, step_in_epoch)
                     steps_since_state, last_state_time = 0, time.perf_counter()
+                if stop_requested():
+                    write_state(epoch, step_in_epoch)
+                    for logger in loggers:
+                        logger.save()
+                    raise Terminated()
             val_loss, baseline = validate()
             counters["epoch"], counters["step_in_epoch"] = epoch + 1, 0
             improved = val_loss < counters["best_val_loss"]
