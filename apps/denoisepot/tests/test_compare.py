@@ -190,63 +190,25 @@ run_compare(CompareConfig(
 """
 
 
-def test_a_terminated_comparison_stops_its_worker_processes(tiny_store, tmp_path) -> None:
+def test_a_terminated_comparison_stops_its_worker_processes(
+    tiny_store, tmp_path, sigterm_when
+) -> None:
     """SIGTERM to a comparison running its runs in worker processes (``kill``, a batch
     system's time limit) stops the workers with it, one in a fine-tuning included, and exits
     with status 143, instead of leaving them training on with nobody to record their
     results."""
-    import signal
-    import subprocess
     import sys
-    import time
-
-    import psutil
 
     out = tmp_path / "out"
-    stderr = tmp_path / "stderr.txt"  # a file: workers left running would hold a pipe open
-    with stderr.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _ENDLESS_COMPARISON, str(tiny_store), str(out),
-             json.dumps(TINY_SCHNET)],
-            stderr=sink,
-        )
-    parent = psutil.Process(process.pid)
-    workers: list[psutil.Process] = []
-    finetuning: list[Path] = []  # a fine-tuning's first epoch saved: inside Lightning's fit
-    try:
-        while process.poll() is None and (len(workers) < 2 or not finetuning):
-            time.sleep(0.1)
-            workers = [child for child in parent.children() if _is_worker(child)]
-            finetuning = list(out.glob("runs/finetune-*/lightning/last.ckpt"))
-        assert len(workers) == 2 and finetuning, stderr.read_text()
-        process.send_signal(signal.SIGTERM)
-        process.wait()
-        assert [w.pid for w in workers if _alive(w)] == []
-        assert process.returncode == 128 + signal.SIGTERM, stderr.read_text()
-    finally:
-        for worker in workers:
-            if _alive(worker):
-                worker.kill()
-        if process.poll() is None:
-            process.kill()
-
-
-def _is_worker(process) -> bool:
-    import psutil
-
-    try:
-        return "spawn_main" in " ".join(process.cmdline())
-    except psutil.Error:  # gone already
-        return False
-
-
-def _alive(process) -> bool:
-    import psutil
-
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+    stopped = sigterm_when(
+        [sys.executable, "-c", _ENDLESS_COMPARISON, str(tiny_store), str(out),
+         json.dumps(TINY_SCHNET)],
+        # a fine-tuning's first epoch saved: a worker is inside Lightning's fit
+        lambda: any(out.glob("runs/finetune-*/lightning/last.ckpt")),
+        workers=2,
+    )
+    assert stopped.workers_left == []
+    assert stopped.returncode == 143, stopped.stderr
 
 
 def _refuse_runs(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -205,3 +205,25 @@ def test_cli_generates_from_a_smiles_file(tmp_path: Path) -> None:
         assert store.molecule_names == ["acetylene", "N"] and store.n_conformations == 6
     again = CliRunner().invoke(_cli(), ["generate", "--builtin", "--out", str(out)])
     assert isinstance(again.exception, DenoisepotError) and "--overwrite" in str(again.exception)
+
+
+def test_a_terminated_generation_stops_its_workers_and_writes_nothing(
+    tmp_path: Path, sigterm_when
+) -> None:
+    """SIGTERM to ``data generate`` (``kill``, a batch system's time limit) stops its worker
+    processes with it, exits with status 143 and one line, and leaves no store or temporary
+    file; the workers used to go on labelling with nobody to collect their results."""
+    import sys
+
+    smiles = tmp_path / "mols.smi"
+    smiles.write_text("CCO ethanol\nCC=O acetaldehyde\n")
+    stopped = sigterm_when(
+        [sys.executable, "-m", "denoisepot", "data", "generate", "--smiles", str(smiles),
+         "--conformers", "100000", "--workers", "2", "--out", str(tmp_path / "gen.h5")],
+        workers=2,
+    )
+    assert stopped.workers_left == []
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr[-1] == ("error: terminated (SIGTERM); nothing was written; the same "
+                                  "command starts it again")
+    assert [p.name for p in tmp_path.iterdir()] == ["mols.smi"]

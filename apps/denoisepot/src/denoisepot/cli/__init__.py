@@ -69,6 +69,7 @@ def _silence_library_notices() -> None:
 
 #: how to continue each command stopped by SIGTERM
 _CONTINUE = {
+    "data": "nothing was written; the same command starts it again",
     "compare": "rerun the same command to continue (finished runs are kept, an interrupted "
     "fine-tuning resumes from its last finished epoch)",
     "finetune": "the same command with --resume continues from the last finished epoch",

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..datagen.generate import default_workers
 from ..engine.runfile import FINETUNE_ADDED_LATER
-from ..engine.stopping import sigterm_raises
+from ..engine.stopping import sigterm_raises, stop_pool
 from ..errors import DenoisepotError
 from .config import CompareConfig, identity_hash
 from .data import ComparisonData, FinetuneSet, prepare_data
@@ -31,8 +31,6 @@ RUNS_DIR = "runs"
 #: conformations of each fine-tuning dataset (evenly spaced) on which every pretrained
 #: denoiser's alignment with the reference forces is measured
 ALIGNMENT_CONFORMATIONS = 1000
-#: seconds a worker asked to stop (SIGTERM) gets to end its step before it is killed
-WORKER_STOP_SECONDS = 5.0
 
 
 @dataclass
@@ -413,16 +411,7 @@ def _run_pool(
         # interrupted (Ctrl-C, SIGTERM) or a run failed: stop the other runs now rather than
         # wait for them, and see them gone before returning; the manifest keeps every finished
         # run and a rerun continues from there
-        processes = list(getattr(pool, "_processes", {}).values())
-        for process in processes:
-            process.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            # one in a Lightning fit ends its step and waits for work: kill it then
-            process.join(WORKER_STOP_SECONDS)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        stop_pool(pool)
         raise
     pool.shutdown()
 

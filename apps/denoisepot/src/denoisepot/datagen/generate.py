@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.stopping import sigterm_raises, stop_pool
 from .embed import MoleculeSpec, embed_molecule
 from .recipe import GenerationRecipe
 from .sampling import Frames, langevin_md, normal_mode_sampling, normal_modes, optimise
@@ -128,14 +129,23 @@ def generate_store(
     with _MoleculeProgress(progress, description, len(molecules)) as advance:
         # always in worker processes: tblite is then single-threaded and bitwise reproducible
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init) as pool:
-            futures = {
-                pool.submit(generate_molecule, spec, position, recipe): position
-                for position, spec in enumerate(molecules)
-            }
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                advance()
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_init)
+        # SIGTERM raises here, so that the workers stop with this process
+        with sigterm_raises():
+            try:
+                futures = {
+                    pool.submit(generate_molecule, spec, position, recipe): position
+                    for position, spec in enumerate(molecules)
+                }
+                for future in as_completed(futures):
+                    results[futures[future]] = future.result()
+                    advance()
+            except BaseException:
+                # interrupted or a molecule failed: stop the others now, not after the
+                # whole list (waiting was the default of the pool's context manager)
+                stop_pool(pool)
+                raise
+        pool.shutdown()
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     writer = StoreWriter(tmp)
     try:
