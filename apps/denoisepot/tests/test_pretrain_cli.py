@@ -160,3 +160,17 @@ def test_progress_keeps_one_bar_and_a_line_per_epoch(
         f"epoch {n}" for n in range(1, 5)]
     bars = [line for line in lines if line.startswith("epoch ") and "━" in line]
     assert len(bars) == 1 and bars[0].startswith("epoch 4/4"), bars
+
+
+def test_the_closing_table_of_a_long_run_shows_a_dozen_epochs_and_the_best() -> None:
+    """Hundreds of epochs (480 pretrain the rMD17 molecules) would make the closing table
+    as long as the per-epoch log above it: it shows the first, the last, evenly spaced
+    epochs between and the best; a short run shows every epoch."""
+    from denoisepot.cli.pretrain import SUMMARY_EPOCHS, summary_epochs
+
+    history = [{"epoch": e, "val_loss": 1.0 / e} for e in range(1, 481)]
+    history[300]["val_loss"] = 0.0  # the best, between the evenly spaced epochs
+    epochs = [row["epoch"] for row in summary_epochs(history)]
+    assert epochs[0] == 1 and epochs[-1] == 480 and 301 in epochs
+    assert len(epochs) == SUMMARY_EPOCHS + 1 and epochs == sorted(set(epochs))
+    assert summary_epochs(history[:5]) == history[:5]

@@ -14,6 +14,9 @@ import typer
 from ..errors import DenoisepotError
 from .options import parse_hparams
 
+#: epochs shown in the closing table of a long run (the best is added)
+SUMMARY_EPOCHS = 12
+
 
 def _size(text: str | None, option: str) -> int | float | None:
     """A subset size: an integer count or a fraction in (0, 1]."""
@@ -114,12 +117,17 @@ def pretrain(
     result = run_pretraining(config)
     if result.global_rank != 0:
         return
-    table = Table(title=f"pretraining: {backbone}, σ = {sigma} Å")
+    shown = summary_epochs(result.history)
+    caption = None
+    if len(shown) < len(result.history):
+        caption = (f"{len(shown)} of {len(result.history)} epochs; every one is in "
+                   f"{Path(out) / 'logs'}")
+    table = Table(title=f"pretraining: {backbone}, σ = {sigma} Å", caption=caption)
     table.add_column("epoch", justify="right")
     table.add_column("validation loss (Å²/atom)", justify="right")
     table.add_column("predict-zero baseline", justify="right")
     table.add_column("ratio", justify="right")
-    for row in result.history:
+    for row in shown:
         table.add_row(str(int(row["epoch"])), f"{row['val_loss']:.5f}",
                       f"{row['val_baseline']:.5f}", f"{row['val_loss'] / row['val_baseline']:.3f}")
     console = Console()
@@ -127,6 +135,17 @@ def pretrain(
     console.print(f"best checkpoint: {result.best_checkpoint}\nlast checkpoint: "
                   f"{result.last_checkpoint}\n{result.conformations_seen:,} conformations in "
                   f"{result.seconds:.1f} s")
+
+
+def summary_epochs(history: list[dict], limit: int = SUMMARY_EPOCHS) -> list[dict]:
+    """The epochs of ``history`` for the closing table: all of a short run; of a long one
+    (hundreds of epochs) about ``limit`` evenly spaced from the first to the last, and the
+    best."""
+    if len(history) <= limit:
+        return list(history)
+    picked = {round(i * (len(history) - 1) / (limit - 1)) for i in range(limit)}
+    picked.add(min(range(len(history)), key=lambda i: history[i]["val_loss"]))
+    return [history[i] for i in sorted(picked)]
 
 
 def register(app: typer.Typer) -> None:
