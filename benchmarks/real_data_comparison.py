@@ -241,12 +241,14 @@ def main() -> None:
     if missing:
         raise SystemExit(f"{missing[0]}: the real-data samples are missing (../shared/data)")
 
+    from denoisepot.cli import silence_library_notices
     from denoisepot.cli.options import parse_backbone_hparams
     from denoisepot.compare import CompareConfig, run_compare
     from denoisepot.compare.report import pair_cells, start_rows, summarise
     from denoisepot.datagen import ensure_builtin_store
     from denoisepot.errors import DenoisepotError
 
+    silence_library_notices()  # as the CLI does, here and in the worker processes
     try:
         backbone_hparams = parse_backbone_hparams(args.hparam)
     except DenoisepotError as error:

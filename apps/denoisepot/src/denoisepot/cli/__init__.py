@@ -58,7 +58,7 @@ _LIBRARY_NOTICES = (
 )
 
 
-def _silence_library_notices() -> None:
+def silence_library_notices() -> None:
     """Hide ``_LIBRARY_NOTICES`` here and in worker processes (through PYTHONWARNINGS)."""
     for start in _LIBRARY_NOTICES:
         warnings.filterwarnings("ignore", message=re.escape(start), category=FutureWarning)
@@ -83,7 +83,7 @@ def main() -> None:
     line saying how to continue and exit status 143."""
     from ..errors import Terminated
 
-    _silence_library_notices()
+    silence_library_notices()
     try:
         app()
     except Terminated:
