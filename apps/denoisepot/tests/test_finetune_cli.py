@@ -214,36 +214,21 @@ def test_bad_inputs_are_one_line_and_exit_status_one(
 
 
 def test_a_terminated_finetuning_exits_143_saying_how_to_continue(
-    stores: dict[str, Path], tmp_path: Path
+    stores: dict[str, Path], tmp_path: Path, sigterm_when
 ) -> None:
     """SIGTERM (``kill``, a batch system's time limit) ends a fine-tuning with exit status 143
     and one line naming --resume, not with Lightning's 0 that a scheduler or ``&&`` would
     take for a finished run; the last finished epoch is kept to continue from."""
-    import signal
-    import subprocess
-    import time
-
     out = tmp_path / "run"
-    stderr = tmp_path / "stderr.txt"
-    with stderr.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "denoisepot", "finetune", "--data", str(stores["forces"]),
-             "--backbone", "schnet", *TINY, "--epochs", "100000", "--patience", "100000",
-             "--batch-size", "8", "--out", str(out), "--accelerator", "cpu",
-             "--no-progress"],
-            stderr=sink,
-        )
-    try:
-        while process.poll() is None and not (out / "lightning" / "last.ckpt").is_file():
-            time.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
-        process.wait()
-    finally:
-        if process.poll() is None:
-            process.kill()
-    lines = stderr.read_text().splitlines()
-    assert process.returncode == 143, lines
-    assert lines[-1].startswith("error: terminated (SIGTERM); the same command with --resume")
+    stopped = sigterm_when(
+        [sys.executable, "-m", "denoisepot", "finetune", "--data", str(stores["forces"]),
+         "--backbone", "schnet", *TINY, "--epochs", "100000", "--patience", "100000",
+         "--batch-size", "8", "--out", str(out), "--accelerator", "cpu", "--no-progress"],
+        (out / "lightning" / "last.ckpt").is_file,
+    )
+    assert stopped.returncode == 143, stopped.stderr
+    assert stopped.stderr[-1].startswith(
+        "error: terminated (SIGTERM); the same command with --resume")
     assert (out / "lightning" / "last.ckpt").is_file() and not (out / "metrics.json").exists()
 
 

@@ -19,13 +19,13 @@ WORKER_STOP_SECONDS = 5.0
 
 
 @contextlib.contextmanager
-def _on_sigterm(handler: Callable[[int, object], None]) -> Iterator[bool]:
+def _on_sigterm(handler: Callable[[int, object], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
-        yield False
+        yield
         return
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield True
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
 
