@@ -199,3 +199,42 @@ def test_a_run_recorded_before_newer_settings_existed_still_resumes(
     with pytest.raises(DenoisepotError, match=r"train_subset: 'random' -> 'stratified'"):
         run_finetuning(_config(water_store, tmp_path / "run", resume=True,
                                **{**settings, "train_subset": "stratified"}))
+
+
+def test_a_higher_epoch_cap_continues_only_a_plateau_run(
+    water_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--resume with a higher --epochs: under the plateau schedule the run trains on from its
+    cap to where a run given the higher cap from the start ends (nothing before the cap
+    depends on it), and run.json records the new cap; under the cosine schedule, whose decay
+    runs to the cap, and with any other setting changed too, it is refused in one line and
+    run.json is left as it was."""
+    import json
+
+    from denoisepot.errors import DenoisepotError
+
+    plateau = {"protocol": "converged", "lr_schedule": "plateau", "patience": 8, "lr": 1e-2}
+    reference = run_finetuning(_config(water_store, tmp_path / "reference", epochs=12,
+                                       **plateau))
+    run = tmp_path / "run"
+    capped = run_finetuning(_config(water_store, run, epochs=3, **plateau))
+    assert capped.epochs_run == 3 < reference.epochs_run
+    run_file = run / "run.json"
+    recorded = run_file.read_text()
+    with pytest.raises(DenoisepotError, match=r"run\.json: --resume .*\(seed: 3 -> 4\)"):
+        run_finetuning(_config(water_store, run, resume=True, epochs=12, seed=4, **plateau))
+    assert run_file.read_text() == recorded
+
+    trained = _record_epochs(monkeypatch)
+    continued = run_finetuning(_config(water_store, run, resume=True, epochs=12, **plateau))
+    assert trained == list(range(3, reference.epochs_run))
+    _assert_same_run(continued, reference)
+    assert json.loads(run_file.read_text())["epochs"] == 12
+
+    cosine = tmp_path / "cosine"
+    run_finetuning(_config(water_store, cosine, epochs=3, protocol="converged", patience=8))
+    recorded = (cosine / "run.json").read_text()
+    with pytest.raises(DenoisepotError, match=r"\(epochs: 3 -> 12\)"):
+        run_finetuning(_config(water_store, cosine, resume=True, epochs=12,
+                               protocol="converged", patience=8))
+    assert (cosine / "run.json").read_text() == recorded

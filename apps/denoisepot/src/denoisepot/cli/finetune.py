@@ -212,7 +212,9 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--progress/--no-progress", help="Show progress bars.")
         ] = True,
         resume: Annotated[
-            bool, typer.Option("--resume", help="Continue the run in --out.")
+            bool, typer.Option("--resume", help="Continue the run in --out (with "
+                               "--lr-schedule plateau also a finished one, to a higher "
+                               "--epochs).")
         ] = False,
         overwrite: Annotated[
             bool, typer.Option("--overwrite", help="Replace the run in --out.")

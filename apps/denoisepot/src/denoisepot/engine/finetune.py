@@ -18,7 +18,8 @@ rank 0 evaluates the test part and writes the reports.
 Resume: ``lightning/last.ckpt`` (weights, optimizer, schedule, loop counters, the best and
 early-stopping state) is replaced atomically after every epoch; the data order of an epoch
 depends on the seed and the epoch only, so a run killed at any moment and resumed ends where
-an uninterrupted run ends.
+an uninterrupted run ends. Under the ``plateau`` schedule a finished run may be resumed with a
+higher epoch cap: it ends where a run given that cap from the start ends.
 
 Units: Å, eV, eV/Å throughout; reports convert to kcal/mol and meV.
 """
@@ -785,14 +786,34 @@ def _prepare_out_dir(config: FinetuneConfig) -> None:
 
 def _check_or_record_settings(config: FinetuneConfig) -> None:
     """Write the settings that define the run to ``run.json``; when resuming, refuse (one
-    line naming them) settings that differ from the recorded ones."""
+    line naming them) settings that differ from the recorded ones, but for a higher epoch
+    cap under the ``plateau`` schedule (:func:`_extends`), which is recorded instead."""
     settings = json.loads(json.dumps(
         {k: v for k, v in config.to_plain().items() if k not in _NOT_DEFINING}))
     path = config.out_dir / RUN_FILE
     if config.resume and path.is_file():
-        check_same_settings(path, settings, absent_means=FINETUNE_ADDED_LATER)
+        recorded = json.loads(path.read_text())
+        if not _extends(config, recorded):
+            check_same_settings(path, settings, absent_means=FINETUNE_ADDED_LATER)
+            return
+        # a higher cap continues the run: everything else must be as recorded
+        check_same_settings(path, {**settings, "epochs": recorded.get("epochs")},
+                            absent_means=FINETUNE_ADDED_LATER)
+        write_json_atomic(path, {**recorded, "epochs": settings["epochs"]})
     else:
         write_json_atomic(path, settings)
+
+
+def _extends(config: FinetuneConfig, recorded: dict[str, Any]) -> bool:
+    """Whether resuming with ``config`` raises the epoch cap of the run recorded as
+    ``recorded`` under the ``plateau`` schedule. Nothing there depends on the cap before it is
+    reached (unlike the cosine schedule's decay), so the run continues where it ended and ends
+    where a run given the higher cap from the start would: one stopped early stays as it was,
+    one that reached its cap trains on."""
+    if config.lr_schedule != "plateau" or recorded.get("lr_schedule") != "plateau":
+        return False
+    old = recorded.get("epochs") or CONVERGED_EPOCH_CAP
+    return (config.epochs or CONVERGED_EPOCH_CAP) > old
 
 
 def _strategy(config: FinetuneConfig) -> Any:
