@@ -196,7 +196,8 @@ def main() -> None:
         default=None,
         help="optimizer-step budget of each fine-tuning (its epoch cap; early stopping ends "
         "most runs before it): raise it to check that a ratio is not a step-budget effect "
-        "(default: compare's)",
+        "(default: compare's; with --lr-schedule plateau a rerun with a higher one keeps the "
+        "runs that stopped early and trains those at the old cap on)",
     )
     parser.add_argument(
         "--val-fraction",

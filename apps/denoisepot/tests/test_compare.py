@@ -273,6 +273,70 @@ def test_runs_named_before_names_were_portable_are_reused(finished, tmp_path, mo
     assert sorted(_test_errors(again).values()) == sorted(_test_errors(first).values())
 
 
+def test_a_higher_step_cap_continues_plateau_runs_instead_of_retraining(
+    tiny_store, tmp_path, monkeypatch
+) -> None:
+    """Rerun with a higher --max-steps under the plateau schedule: a fine-tuning that stopped
+    early is the same run and trains no further; one that reached its cap trains on from its
+    last epoch. Both end exactly as runs given the higher cap from the start, and the runs
+    with the lower cap stay where they were."""
+    from denoisepot.engine.finetune import FinetuneModule
+
+    low = _config(tiny_store, tmp_path / "raised", protocol="converged", lr_schedule="plateau",
+                  finetune_epochs=None, finetune_max_steps=24, patience_steps=1,
+                  finetune_lr=5e-3)
+    first = run_compare(low)
+    # 24 steps: 12 epochs at 10 conformations (both rows stop early, at epoch 9), 6 at 30
+    ended = {(r["row"], r["train_size"]): (r["epochs_run"], r["epoch_cap"])
+             for r in first.finetune_runs}
+    assert ended == {("scratch", 10): (9, 12), ("pretrained", 10): (9, 12),
+                     ("scratch", 30): (6, 6), ("pretrained", 30): (6, 6)}
+    # a fresh comparison with the higher cap, sharing only the pretraining
+    fresh = tmp_path / "fresh"
+    shutil.copytree(low.out, fresh)
+    manifest = json.loads((fresh / "manifest.json").read_text())
+    manifest["runs"] = {name: record for name, record in manifest["runs"].items()
+                        if not name.startswith("finetune-")}
+    (fresh / "manifest.json").write_text(json.dumps(manifest))
+    for run in first.finetune_runs:
+        shutil.rmtree(fresh / "runs" / run["run"])
+
+    trained: list[int] = []
+    original = FinetuneModule.on_train_epoch_start
+
+    def recording(module: FinetuneModule) -> None:
+        trained.append(module.current_epoch)
+        original(module)
+
+    monkeypatch.setattr(FinetuneModule, "on_train_epoch_start", recording)
+    high = dataclasses.replace(low, finetune_max_steps=64)
+    jobs = orchestrate.plan_jobs(high, prepare_data(high), progress=False,
+                                 finished=json.loads((low.out / "manifest.json").read_text())[
+                                     "runs"])
+    extends = {job.extends for job in jobs if job.kind == "finetune"}
+    assert extends == {run["run"] for run in first.finetune_runs}
+    raised = run_compare(high)
+    # the two runs at 30 train on from epoch 6 to their early stop; those at 10 not at all
+    assert sorted(trained) == sorted(2 * list(range(6, 16)))
+    trained.clear()
+    reference = run_compare(dataclasses.replace(high, out=fresh))
+    assert len(trained) == 2 * 9 + 2 * 16
+
+    def outcome(result) -> dict[str, tuple]:
+        return {r["run"]: (r["epochs_run"], r["best_epoch"], r["epoch_cap"],
+                           r["test"]["energy_mae"], r["test"]["force_mae"])
+                for r in result.finetune_runs}
+
+    continued, fresh_runs = outcome(raised), outcome(reference)
+    assert continued.keys() == fresh_runs.keys()
+    for name, values in fresh_runs.items():
+        assert continued[name][:3] == values[:3], name
+        assert continued[name][3:] == pytest.approx(values[3:], rel=1e-5), name
+    kept = json.loads((low.out / "manifest.json").read_text())["runs"]
+    for run in first.finetune_runs:
+        assert run["run"] in kept and (low.out / "runs" / run["run"] / "best.pt").is_file()
+
+
 def test_head_from_the_denoiser_reports_where_it_started(finished) -> None:
     """A head from the denoiser adds the pretrained rows only (pretraining and from-scratch
     runs reused); the report shows their starting errors, and a record without them (made

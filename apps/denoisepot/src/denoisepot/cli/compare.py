@@ -127,7 +127,9 @@ def compare(
         typer.Option(
             "--max-steps",
             help="Converged protocol: the epoch cap of each training "
-            "size is this many optimizer steps' worth of epochs.",
+            "size is this many optimizer steps' worth of epochs. Raised in a rerun with "
+            "--lr-schedule plateau, runs that stopped early are kept and runs at the old cap "
+            "train on from it.",
         ),
     ] = _D.finetune_max_steps,
     patience: Annotated[

@@ -13,7 +13,8 @@ import functools
 import logging
 import multiprocessing
 import os
-from collections.abc import Callable, Collection
+import shutil
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,9 @@ class Job:
     meta: dict[str, Any]
     after: str | None = None
     waiting: list[Job] = field(default_factory=list)
+    #: a finished fine-tuning with a lower epoch cap that this one continues (see
+    #: :func:`_lower_cap_run`)
+    extends: str | None = None
 
 
 #: settings added after comparisons were first made, with the value that reproduces the runs
@@ -115,6 +119,42 @@ def _run_name(prefix: str, settings: dict[str, Any], root: Path,
     return legacy if legacy in finished and name not in finished else name
 
 
+def _lower_cap_run(prefix: str, settings: dict[str, Any], root: Path,
+                   finished: Mapping[str, dict[str, Any]]) -> str | None:
+    """The finished fine-tuning whose settings are ``settings`` but for a lower epoch cap, the
+    highest such cap where there are several; None where there is none. Only for the
+    ``plateau`` schedule: nothing there depends on the cap before it is reached, so the run
+    with the higher cap is that run continued (ended by early stopping: the same run; at its
+    cap: trained on from its last epoch), which the fine-tuning engine does on resume."""
+    if settings.get("lr_schedule") != "plateau" or settings.get("epochs") is None:
+        return None
+    best: tuple[int, str] | None = None
+    for name, record in finished.items():
+        cap = record.get("epoch_cap")
+        if (not name.startswith(f"{prefix}-") or not isinstance(cap, int)
+                or cap >= settings["epochs"] or (best is not None and cap <= best[0])):
+            continue
+        lower = {**settings, "epochs": cap}
+        if name in (f"{prefix}-{identity_hash(_portable(lower, root))}",
+                    f"{prefix}-{identity_hash(lower)}"):
+            best = (cap, name)
+    return None if best is None else best[1]
+
+
+def _start_from_lower_cap(job: Job, runs: Path) -> None:
+    """Give ``job`` a copy of the folder of the run it continues (unless it has its own
+    already: an interrupted continuation resumes from there). The copy is made beside it
+    and renamed into place, so a half-made folder is never taken for a run."""
+    if job.extends is None or job.config.out_dir.exists():
+        return
+    target = job.config.out_dir
+    source = runs / job.extends
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    os.replace(tmp, target)
+
+
 def _best_checkpoint(pretrain: Job) -> Path:
     """Where pretraining ``pretrain``'s best checkpoint is now (in its run folder)."""
     from ..engine.pretrain import BEST_FILE
@@ -141,9 +181,11 @@ def _finetune_job(
     row: str,
     parent: Job | None,
     progress: bool,
-    finished: Collection[str] = (),
+    finished: Collection[str] | Mapping[str, dict[str, Any]] = (),
 ) -> Job:
-    """The fine-tuning of ``row`` ("scratch", or "pretrained" from ``parent``'s checkpoint)."""
+    """The fine-tuning of ``row`` ("scratch", or "pretrained" from ``parent``'s checkpoint).
+    Given the manifest's records as ``finished``, a run not finished that continues one with
+    a lower epoch cap names it (see :func:`_lower_cap_run`)."""
     from ..engine.finetune_config import FinetuneConfig
 
     checkpoint = None if parent is None else _best_checkpoint(parent)
@@ -194,8 +236,13 @@ def _finetune_job(
     label = row if sigma is None else f"{row}-sigma{sigma:g}"
     if parent is not None and config.pretrained_head != "new":
         label += f"-head{config.pretrained_head}"
-    name = _run_name(f"finetune-{dataset.name}-{backbone}-{label}-n{size}-seed{seed}",
-                     settings, config.out, finished)
+    prefix = f"finetune-{dataset.name}-{backbone}-{label}-n{size}-seed{seed}"
+    name = _run_name(prefix, settings, config.out, finished)
+    extends = None
+    if isinstance(finished, Mapping) and name not in finished:
+        extends = _lower_cap_run(prefix, settings, config.out, finished)
+        if extends is not None and not (runs / extends / "lightning" / "last.ckpt").is_file():
+            extends = None  # its folder is gone (a manifest copied alone): train anew
     return Job(
         name,
         "finetune",
@@ -210,6 +257,7 @@ def _finetune_job(
             "pretrain_run": parent_name,
         },
         after=parent_name,
+        extends=extends,
     )
 
 
@@ -217,11 +265,12 @@ def plan_jobs(
     config: CompareConfig,
     data: ComparisonData,
     progress: bool,
-    finished: Collection[str] = (),
+    finished: Collection[str] | Mapping[str, dict[str, Any]] = (),
 ) -> list[Job]:
     """Every run of the comparison: per backbone the pretraining per σ, then per fine-tuning
     dataset, seed and training size one from-scratch and one pretrained fine-tuning per σ.
-    ``finished`` names the runs the manifest holds (see :func:`_run_name`)."""
+    ``finished`` names the runs the manifest holds (see :func:`_run_name`), or maps them to
+    their records (then a run can continue one with a lower cap: :func:`_lower_cap_run`)."""
     from equivariant_backbones import backbone_class
 
     from ..engine.pretrain_config import PretrainConfig
@@ -447,14 +496,18 @@ def run_compare(config: CompareConfig, *, command: str | None = None) -> Compare
     manifest = Manifest(config.out)
     workers = config.workers or default_workers()
     jobs = plan_jobs(
-        config, data, progress=config.progress and workers == 1, finished=set(manifest.runs)
+        config, data, progress=config.progress and workers == 1, finished=dict(manifest.runs)
     )
     todo = [job for job in jobs if manifest.get(job.name) is None]
     workers = max(1, min(workers, len(todo)))
+    extended = sum(job.extends is not None for job in todo)
     console.print(
         f"{len(jobs)} runs: {len(jobs) - len(todo)} finished earlier and reused, "
         f"{len(todo)} to run on {workers} worker(s)"
+        + (f", {extended} of them continuing a run with a lower step cap" if extended else "")
     )
+    for job in todo:
+        _start_from_lower_cap(job, config.out / RUNS_DIR)
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
