@@ -152,7 +152,12 @@ def _start_from_lower_cap(job: Job, runs: Path) -> None:
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(source, tmp)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError:
+        if not target.is_dir():
+            raise
+        shutil.rmtree(tmp)  # another comparison sharing the folder made it first
 
 
 def _best_checkpoint(pretrain: Job) -> Path:
