@@ -500,6 +500,9 @@ def test_report_counts_the_runs_that_reached_the_epoch_cap(finished) -> None:
     text = convergence_text(config, records)
     assert "3 of 8 runs reached the epoch cap" in text
     assert "(from scratch 1 at 100, pretrained 2 at 100)" in text and "--max-steps" in text
+    assert "train on from where they ended" not in text  # cosine: a higher cap retrains
+    plateau = convergence_text(dataclasses.replace(config, lr_schedule="plateau"), records)
+    assert "those at the cap train on from where they ended" in plateau
     early = [{**r, "epochs_run": 9} for r in records]
     assert runs_at_cap(early) == []
     assert "every one of the 8 runs ended by early stopping" in convergence_text(config, early)

@@ -332,9 +332,13 @@ def convergence_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -
                 "stopped on a plateau)")
     counts = Counter((ROW_LABELS.get(r["row"], r["row"]), int(r["train_size"])) for r in at_cap)
     where = ", ".join(f"{row} {n} at {size}" for (row, size), n in sorted(counts.items()))
+    rerun = "rerun it with a larger `--max-steps`"
+    if config.lr_schedule == "plateau":
+        rerun += (" into the same folder (under the plateau schedule the runs that stopped "
+                  "early are kept and those at the cap train on from where they ended)")
     return (f"**{len(at_cap)} of {len(records)} runs reached the epoch cap** ({where}), still "
-            "improving within their patience: that part of the comparison is not converged; "
-            "rerun it with a larger `--max-steps`")
+            f"improving within their patience: that part of the comparison is not converged; "
+            f"{rerun}")
 
 
 def _validation_text(records: Sequence[dict[str, Any]]) -> str:
