@@ -77,3 +77,24 @@ def sigterm_when(tmp_path_factory: pytest.TempPathFactory):
                 process.kill()
 
     return run
+
+
+@pytest.fixture
+def record_epochs(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[int]]:
+    """Call to start recording: returns the list of the epochs that fine-tuning runs in this
+    process train from then on, in order."""
+
+    def start() -> list[int]:
+        from denoisepot.engine.finetune import FinetuneModule
+
+        epochs: list[int] = []
+        original = FinetuneModule.on_train_epoch_start
+
+        def recording(module: FinetuneModule) -> None:
+            epochs.append(module.current_epoch)
+            original(module)
+
+        monkeypatch.setattr(FinetuneModule, "on_train_epoch_start", recording)
+        return epochs
+
+    return start

@@ -17,7 +17,6 @@ import torch
 from denoisepot.engine.finetune import (
     AtomicCheckpointIO,
     FinetuneConfig,
-    FinetuneModule,
     FinetuneResult,
     run_finetuning,
 )
@@ -50,19 +49,6 @@ def _completed_epoch(resume_file: Path) -> int:
     return int(torch.load(resume_file, map_location="cpu", weights_only=True)["epoch"])
 
 
-def _record_epochs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The epochs the next runs train, in order."""
-    epochs: list[int] = []
-    original = FinetuneModule.on_train_epoch_start
-
-    def recording(module: FinetuneModule) -> None:
-        epochs.append(module.current_epoch)
-        original(module)
-
-    monkeypatch.setattr(FinetuneModule, "on_train_epoch_start", recording)
-    return epochs
-
-
 def _assert_same_run(resumed: FinetuneResult, reference: FinetuneResult) -> None:
     assert (resumed.epochs_run, resumed.best_epoch) == (reference.epochs_run,
                                                         reference.best_epoch)
@@ -78,7 +64,7 @@ def _assert_same_run(resumed: FinetuneResult, reference: FinetuneResult) -> None
 
 
 def test_kill_9_in_a_later_epoch_then_resume_gives_the_uninterrupted_result(
-    water_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    water_store: Path, tmp_path: Path, record_epochs: Callable[[], list[int]],
     kill_9_when: Callable[..., None],
 ) -> None:
     reference = run_finetuning(_config(water_store, tmp_path / "reference"))
@@ -94,7 +80,7 @@ def test_kill_9_in_a_later_epoch_then_resume_gives_the_uninterrupted_result(
     # the best epoch comes after the kill, so best.pt depends on the resumed training
     assert reference.best_epoch > completed
 
-    trained = _record_epochs(monkeypatch)
+    trained = record_epochs()
     resumed = run_finetuning(_config(water_store, killed, resume=True))
     assert trained == list(range(completed + 1, _EPOCHS))
     _assert_same_run(resumed, reference)
@@ -152,14 +138,14 @@ def _logged_epochs(metrics_csv: Path) -> set[int]:
 
 
 def test_an_early_stopped_run_resumed_trains_no_further(
-    water_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    water_store: Path, tmp_path: Path, record_epochs: Callable[[], list[int]]
 ) -> None:
     # lr 0.5 overshoots, so validation stops improving and patience 1 ends the run early
     settings = {"protocol": "converged", "epochs": 6, "patience": 1, "lr": 0.5,
                 "batch_size": 8}
     finished = run_finetuning(_config(water_store, tmp_path / "run", **settings))
     assert finished.epochs_run < 6
-    trained = _record_epochs(monkeypatch)
+    trained = record_epochs()
     again = run_finetuning(_config(water_store, tmp_path / "run", resume=True, **settings))
     assert trained == []
     _assert_same_run(again, finished)
@@ -202,7 +188,7 @@ def test_a_run_recorded_before_newer_settings_existed_still_resumes(
 
 
 def test_a_higher_epoch_cap_continues_only_a_plateau_run(
-    water_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    water_store: Path, tmp_path: Path, record_epochs: Callable[[], list[int]]
 ) -> None:
     """--resume with a higher --epochs: under the plateau schedule the run trains on from its
     cap to where a run given the higher cap from the start ends (nothing before the cap
@@ -225,7 +211,7 @@ def test_a_higher_epoch_cap_continues_only_a_plateau_run(
         run_finetuning(_config(water_store, run, resume=True, epochs=12, seed=4, **plateau))
     assert run_file.read_text() == recorded
 
-    trained = _record_epochs(monkeypatch)
+    trained = record_epochs()
     continued = run_finetuning(_config(water_store, run, resume=True, epochs=12, **plateau))
     assert trained == list(range(3, reference.epochs_run))
     _assert_same_run(continued, reference)

@@ -274,14 +274,12 @@ def test_runs_named_before_names_were_portable_are_reused(finished, tmp_path, mo
 
 
 def test_a_higher_step_cap_continues_plateau_runs_instead_of_retraining(
-    tiny_store, tmp_path, monkeypatch
+    tiny_store, tmp_path, record_epochs
 ) -> None:
     """Rerun with a higher --max-steps under the plateau schedule: a fine-tuning that stopped
     early is the same run and trains no further; one that reached its cap trains on from its
     last epoch. Both end exactly as runs given the higher cap from the start, and the runs
     with the lower cap stay where they were."""
-    from denoisepot.engine.finetune import FinetuneModule
-
     low = _config(tiny_store, tmp_path / "raised", protocol="converged", lr_schedule="plateau",
                   finetune_epochs=None, finetune_max_steps=24, patience_steps=1,
                   finetune_lr=5e-3)
@@ -301,14 +299,7 @@ def test_a_higher_step_cap_continues_plateau_runs_instead_of_retraining(
     for run in first.finetune_runs:
         shutil.rmtree(fresh / "runs" / run["run"])
 
-    trained: list[int] = []
-    original = FinetuneModule.on_train_epoch_start
-
-    def recording(module: FinetuneModule) -> None:
-        trained.append(module.current_epoch)
-        original(module)
-
-    monkeypatch.setattr(FinetuneModule, "on_train_epoch_start", recording)
+    trained = record_epochs()
     high = dataclasses.replace(low, finetune_max_steps=64)
     jobs = orchestrate.plan_jobs(high, prepare_data(high), progress=False,
                                  finished=json.loads((low.out / "manifest.json").read_text())[
