@@ -793,13 +793,12 @@ def _check_or_record_settings(config: FinetuneConfig) -> None:
     path = config.out_dir / RUN_FILE
     if config.resume and path.is_file():
         recorded = json.loads(path.read_text())
-        if not _extends(config, recorded):
-            check_same_settings(path, settings, absent_means=FINETUNE_ADDED_LATER)
-            return
+        extends = _extends(config, recorded)
         # a higher cap continues the run: everything else must be as recorded
-        check_same_settings(path, {**settings, "epochs": recorded.get("epochs")},
-                            absent_means=FINETUNE_ADDED_LATER)
-        write_json_atomic(path, {**recorded, "epochs": settings["epochs"]})
+        expected = {**settings, "epochs": recorded.get("epochs")} if extends else settings
+        check_same_settings(path, expected, absent_means=FINETUNE_ADDED_LATER)
+        if extends:
+            write_json_atomic(path, {**recorded, "epochs": settings["epochs"]})
     else:
         write_json_atomic(path, settings)
 
