@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -326,6 +327,30 @@ def test_a_higher_step_cap_continues_plateau_runs_instead_of_retraining(
     kept = json.loads((low.out / "manifest.json").read_text())["runs"]
     for run in first.finetune_runs:
         assert run["run"] in kept and (low.out / "runs" / run["run"] / "best.pt").is_file()
+
+
+def test_a_continuation_clears_copies_a_stopped_comparison_left_half_made(tmp_path) -> None:
+    """A comparison stopped while copying a lower-cap run leaves ``.NAME.PID.tmp``; the next
+    one removes it (its process is gone), leaves a copy whose process still runs, and makes
+    the continuation's folder from the lower-cap run."""
+    import subprocess
+    import sys
+    from types import SimpleNamespace
+
+    runs = tmp_path / "runs"
+    (runs / "low").mkdir(parents=True)
+    (runs / "low" / "run.json").write_text("{}")
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    abandoned = runs / f".high.{int(ended.stdout)}.tmp"
+    running = runs / f".high.{os.getppid()}.tmp"
+    for folder in (abandoned, running):
+        (folder / "lightning").mkdir(parents=True)
+    job = SimpleNamespace(extends="low", config=SimpleNamespace(out_dir=runs / "high"))
+    orchestrate._start_from_lower_cap(job, runs)
+    assert not abandoned.exists() and running.is_dir()
+    assert (runs / "high" / "run.json").is_file()
+    assert sorted(path.name for path in runs.iterdir()) == sorted(["low", "high", running.name])
 
 
 def test_head_from_the_denoiser_reports_where_it_started(finished) -> None:

@@ -141,13 +141,39 @@ def _lower_cap_run(prefix: str, settings: dict[str, Any], root: Path,
     return None if best is None else best[1]
 
 
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (taken as alive where that cannot be told)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _remove_abandoned_copies(target: Path) -> None:
+    """Remove the half-made copies for ``target`` left by comparisons stopped while copying
+    (named by their process id; a copy whose process still runs is left to it)."""
+    for path in target.parent.glob(f".{target.name}.*.tmp"):
+        pid = path.name[len(target.name) + 2:-len(".tmp")]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def _start_from_lower_cap(job: Job, runs: Path) -> None:
     """Give ``job`` a copy of the folder of the run it continues (unless it has its own
     already: an interrupted continuation resumes from there). The copy is made beside it
-    and renamed into place, so a half-made folder is never taken for a run."""
-    if job.extends is None or job.config.out_dir.exists():
+    and renamed into place, so a half-made folder is never taken for a run; copies a
+    stopped comparison left half-made are removed."""
+    if job.extends is None:
         return
     target = job.config.out_dir
+    _remove_abandoned_copies(target)
+    if target.exists():
+        return
     source = runs / job.extends
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
