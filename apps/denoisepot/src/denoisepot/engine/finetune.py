@@ -40,8 +40,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from equivariant_backbones import atomic_torch_save
+from equivariant_backbones import atomic_torch_save, load_checkpoint
 from finetune_heads import (
+    FINETUNE_FORMAT_VERSION,
+    FINETUNE_KIND,
     EnergyHead,
     ErrorMetrics,
     MetricAccumulator,
@@ -784,10 +786,11 @@ def _prepare_out_dir(config: FinetuneConfig) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _check_or_record_settings(config: FinetuneConfig) -> None:
+def _check_or_record_settings(config: FinetuneConfig) -> bool:
     """Write the settings that define the run to ``run.json``; when resuming, refuse (one
     line naming them) settings that differ from the recorded ones, but for a higher epoch
-    cap under the ``plateau`` schedule (:func:`_extends`), which is recorded instead."""
+    cap under the ``plateau`` schedule (:func:`_extends`), which is recorded instead.
+    Returns whether the cap was raised."""
     settings = json.loads(json.dumps(
         {k: v for k, v in config.to_plain().items() if k not in _NOT_DEFINING}))
     path = config.out_dir / RUN_FILE
@@ -799,8 +802,21 @@ def _check_or_record_settings(config: FinetuneConfig) -> None:
         check_same_settings(path, expected, absent_means=FINETUNE_ADDED_LATER)
         if extends:
             write_json_atomic(path, {**recorded, "epochs": settings["epochs"]})
-    else:
-        write_json_atomic(path, settings)
+        return extends
+    write_json_atomic(path, settings)
+    return False
+
+
+def _restate_cap(best: Path, recipe: dict[str, Any]) -> None:
+    """Give a continued run's best checkpoint, saved before its cap was raised, the new cap
+    in its recipe (``epochs``, ``max_epochs``), as a run given that cap from the start has."""
+    if not best.is_file():
+        return
+    payload = load_checkpoint(best, expected_kind=FINETUNE_KIND,
+                              supported_versions=(FINETUNE_FORMAT_VERSION,))
+    cap = {key: recipe[key] for key in ("epochs", "max_epochs")}
+    if {key: payload["recipe"].get(key) for key in cap} != cap:
+        atomic_torch_save({**payload, "recipe": {**payload["recipe"], **cap}}, best)
 
 
 def _extends(config: FinetuneConfig, recorded: dict[str, Any]) -> bool:
@@ -936,7 +952,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         # with it by a launcher) leave the folder to the first
         _check_out_dir(config)
         _prepare_out_dir(config)
-        _check_or_record_settings(config)
+        if _check_or_record_settings(config):
+            _restate_cap(config.out_dir / BEST_CHECKPOINT, extra["recipe"])
         save_split(config.out_dir / SPLIT_NPZ, split)
     reference = fit_reference_energies(store_path, split["train"])
 
