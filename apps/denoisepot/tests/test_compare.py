@@ -325,10 +325,10 @@ def test_a_higher_step_cap_continues_plateau_runs_instead_of_retraining(
         assert continued[name][:3] == values[:3], name
         assert continued[name][3:] == pytest.approx(values[3:], rel=1e-5), name
         # the best checkpoint states the new cap, kept from before the continuation or not
-        recipes = [torch.load(out / "runs" / name / "best.pt", weights_only=True)["recipe"]
-                   for out in (high.out, fresh)]
-        assert [{key: r[key] for key in ("epochs", "max_epochs")} for r in recipes] == [
-            {"epochs": recipes[1]["epochs"], "max_epochs": recipes[1]["max_epochs"]}] * 2, name
+        caps = [{key: recipe[key] for key in ("epochs", "max_epochs")} for recipe in (
+            torch.load(out / "runs" / name / "best.pt", weights_only=True)["recipe"]
+            for out in (high.out, fresh))]
+        assert caps[0] == caps[1], name
     kept = json.loads((low.out / "manifest.json").read_text())["runs"]
     for run in first.finetune_runs:
         assert run["run"] in kept and (low.out / "runs" / run["run"] / "best.pt").is_file()
