@@ -190,6 +190,12 @@ def test_bad_inputs_are_one_line_and_exit_status_one(
                        "--out", finetuned, "--accelerator", "cpu", "--resume")
     assert "run.json" in line and "lr: 0.001 -> 0.005" in line
     assert (finetuned / "best.pt").read_bytes() == before
+    # a run file cut short (a full disk, an edit): named, not a JSON traceback
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "run.json").write_text((finetuned / "run.json").read_text()[:40])
+    line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", *TINY,
+                       "--out", tmp_path / "cut", "--resume")
+    assert str(tmp_path / "cut" / "run.json") in line and "--overwrite" in line
     line = _user_error(monkeypatch, capsys, *base, "--backbone", "schnet", "--train-size",
                        "1.5", "--out", tmp_path / "d")
     assert "(0, 1]" in line

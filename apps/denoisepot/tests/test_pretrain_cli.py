@@ -131,6 +131,13 @@ def test_output_folder_of_another_run_needs_resume_or_overwrite(
     assert exit_info.value.code == 0
     assert "validation loss" in capsys.readouterr().out
 
+    # a run file that is not a JSON object of settings is named, and nothing is touched
+    kept = (out / "best.pt").read_bytes()
+    (out / "run.json").write_text("[1, 2]")
+    line = _fail(monkeypatch, capsys, *args, "--resume")
+    assert str(out / "run.json") in line and "not a run file" in line
+    assert (out / "best.pt").read_bytes() == kept
+
 
 def test_hparam_values_are_parsed_as_json_or_text() -> None:
     from denoisepot.cli.pretrain import parse_hparams

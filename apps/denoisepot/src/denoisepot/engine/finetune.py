@@ -82,7 +82,13 @@ from .finetune_config import (
     check_config,
     validations,
 )
-from .runfile import FINETUNE_ADDED_LATER, RUN_FILE, check_same_settings, write_json_atomic
+from .runfile import (
+    FINETUNE_ADDED_LATER,
+    RUN_FILE,
+    check_same_settings,
+    read_run_file,
+    write_json_atomic,
+)
 from .schedule import reduce_on_plateau, warmup_linear, warmup_plateau_cosine
 
 logger = logging.getLogger("denoisepot.finetune")
@@ -795,11 +801,12 @@ def _check_or_record_settings(config: FinetuneConfig) -> bool:
         {k: v for k, v in config.to_plain().items() if k not in _NOT_DEFINING}))
     path = config.out_dir / RUN_FILE
     if config.resume and path.is_file():
-        recorded = json.loads(path.read_text())
+        recorded = read_run_file(path)
         extends = _extends(config, recorded)
         # a higher cap continues the run: everything else must be as recorded
         expected = {**settings, "epochs": recorded.get("epochs")} if extends else settings
-        check_same_settings(path, expected, absent_means=FINETUNE_ADDED_LATER)
+        check_same_settings(path, expected, absent_means=FINETUNE_ADDED_LATER,
+                            recorded=recorded)
         if extends:
             write_json_atomic(path, {**recorded, "epochs": settings["epochs"]})
         return extends

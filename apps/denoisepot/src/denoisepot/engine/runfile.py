@@ -26,13 +26,37 @@ def write_json_atomic(path: Path, content: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def read_run_file(run_file: Path) -> dict[str, Any]:
+    """The settings recorded in ``run_file``; DenoisepotError naming the file if it is not a
+    JSON object (cut short or edited by hand), since a resume must not guess the recipe."""
+    try:
+        recorded = json.loads(run_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DenoisepotError(
+            f"{run_file}: cannot read the recorded settings ({exc}); "
+            "use --overwrite to start the run again"
+        ) from None
+    if not isinstance(recorded, dict):
+        raise DenoisepotError(
+            f"{run_file}: not a run file (a JSON object of settings was expected); "
+            "use --overwrite to start the run again"
+        )
+    return recorded
+
+
 def check_same_settings(
-    run_file: Path, settings: dict[str, Any], absent_means: dict[str, Any] | None = None
+    run_file: Path,
+    settings: dict[str, Any],
+    absent_means: dict[str, Any] | None = None,
+    recorded: dict[str, Any] | None = None,
 ) -> None:
     """Raise DenoisepotError, naming every differing setting, if ``settings`` (plain JSON data)
-    differ from those recorded in ``run_file``. ``absent_means``: for settings added after
-    runs were recorded, the value that a run file without them was made with."""
-    recorded = {**(absent_means or {}), **json.loads(run_file.read_text())}
+    differ from those recorded in ``run_file`` (``recorded``: its content, where the caller
+    has read it already). ``absent_means``: for settings added after runs were recorded, the
+    value that a run file without them was made with."""
+    if recorded is None:
+        recorded = read_run_file(run_file)
+    recorded = {**(absent_means or {}), **recorded}
     changed = sorted(k for k in recorded.keys() | settings.keys()
                      if recorded.get(k) != settings.get(k))
     if changed:
