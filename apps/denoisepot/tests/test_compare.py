@@ -465,6 +465,14 @@ def test_shared_store_is_partitioned_so_pretraining_never_sees_finetuning(
             assert tuple(np.round(fine.read([i]).pos.ravel(), 5)) not in seen
         block = fine.read(np.arange(fine.n_conformations))
         assert block.forces is not None and np.isfinite(block.energy).all()
+        n_pre = pre.n_conformations
+    # a receipt cut short is not trusted (nor a traceback): the partition is made again
+    receipt = next(Path(data.pretrain_stores[0]).parent.glob("*-partition.json"))
+    receipt.write_text(receipt.read_text()[:10])
+    again = prepare_data(_config(tiny_store, tmp_path / "part"))
+    assert json.loads(receipt.read_text())["fraction"] > 0
+    with Store(again.pretrain_stores[0]) as pre:
+        assert pre.n_conformations == n_pre
 
 
 def test_bad_options_are_one_clear_line(tiny_store, tmp_path) -> None:

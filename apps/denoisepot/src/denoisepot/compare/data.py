@@ -8,6 +8,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,6 +90,15 @@ def write_partition(source: Path, indices: np.ndarray, out: Path, part: str) -> 
     return out
 
 
+def _receipt_is(receipt: Path, identity: dict[str, Any]) -> bool:
+    """Whether ``receipt`` records ``identity`` (a missing or unreadable one does not: the
+    partition is made again)."""
+    try:
+        return json.loads(receipt.read_text()) == identity
+    except (OSError, ValueError):
+        return False
+
+
 def _partition(source: Path, fraction: float, folder: Path) -> tuple[Path, Path]:
     """(pretraining part, fine-tuning part) of ``source``, split within each molecule; reused
     while the source and the fraction are unchanged."""
@@ -99,12 +109,7 @@ def _partition(source: Path, fraction: float, folder: Path) -> tuple[Path, Path]
     pretrain, finetune = folder / f"{stem}-pretrain.h5", folder / f"{stem}-finetune.h5"
     receipt = folder / f"{stem}-partition.json"
     identity = {"source": _fingerprint(source), "fraction": fraction, "seed": PARTITION_SEED}
-    if (
-        receipt.is_file()
-        and is_store(pretrain)
-        and is_store(finetune)
-        and json.loads(receipt.read_text()) == identity
-    ):
+    if is_store(pretrain) and is_store(finetune) and _receipt_is(receipt, identity):
         return pretrain, finetune
     receipt.unlink(missing_ok=True)
     parts = split_within_molecules(source, (fraction, 1.0 - fraction), PARTITION_SEED)
