@@ -4,6 +4,7 @@ with exit status 1."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -136,6 +137,15 @@ def test_the_same_seed_gives_the_same_numbers_and_a_finished_run_resumes(
     assert (tmp_path / "run0" / "lightning" / "last.ckpt").is_file()
     resumed = run_finetuning(config(0, resume=True))
     assert resumed.epochs_run == 1 and resumed.test_metrics == results[0].test_metrics
+    # whether the rate ended at its floor: one plateau epoch leaves it where it started, above
+    # min_lr, unless min_lr is the rate itself
+    plateau = run_finetuning(dataclasses.replace(config(2), lr_schedule="plateau",
+                                                 protocol="converged"))
+    assert plateau.lr_at_floor is False
+    floored = run_finetuning(dataclasses.replace(config(3), lr_schedule="plateau",
+                                                 protocol="converged", min_lr=1e-3))
+    assert floored.lr_at_floor is True
+    assert json.loads((tmp_path / "run3" / "metrics.json").read_text())["lr_at_floor"] is True
 
 
 def test_frozen_backbone_keeps_the_pretrained_weights(

@@ -415,6 +415,7 @@ def _run_job(kind: str, run_config: Any, meta: dict[str, Any], threads: int | No
         "patience": run_config.patience,
         "val_every": run_config.val_every,
         "best_epoch": result.best_epoch,
+        "lr_at_floor": result.lr_at_floor,
         "seconds": result.seconds,
         "n_train": result.n_train,
         "n_val": result.n_val,

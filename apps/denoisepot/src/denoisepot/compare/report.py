@@ -336,9 +336,15 @@ def convergence_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -
     if config.lr_schedule == "plateau":
         rerun += (" into the same folder (under the plateau schedule the runs that stopped "
                   "early are kept and those at the cap train on from where they ended)")
+    # under the cosine schedule every run ends at the floor by design: only the plateau
+    # schedule's floor says that a run was crawling
+    floor = (sum(bool(r.get("lr_at_floor")) for r in at_cap)
+             if config.lr_schedule == "plateau" else 0)
+    floor_text = (f" ({floor} of them with the learning rate decayed to its floor, `min_lr`, "
+                  "where further steps change little)" if floor else "")
     return (f"**{len(at_cap)} of {len(records)} runs reached the epoch cap** ({where}), still "
-            f"improving within their patience: that part of the comparison is not converged; "
-            f"{rerun}")
+            f"improving within their patience{floor_text}: that part of the comparison is not "
+            f"converged; {rerun}")
 
 
 def _validation_text(records: Sequence[dict[str, Any]]) -> str:

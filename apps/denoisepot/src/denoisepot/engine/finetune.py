@@ -143,6 +143,9 @@ class FinetuneResult:
     #: test errors of the potential fine-tuning started from, for a head from the denoiser
     #: (its scalar U scaled on the training labels, no optimizer step yet); else None
     start_metrics: ErrorMetrics | None = None
+    #: whether every parameter group's learning rate had decayed to ``min_lr`` when training
+    #: ended (the plateau schedule's floor: a run at its epoch cap then changes little more)
+    lr_at_floor: bool = False
 
 
 def resolve_store(data: Path | None, workdir: Path) -> Path:
@@ -1009,6 +1012,8 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
     epochs_run = int(trainer.current_epoch)
     if not trainer.is_global_zero:
         return None
+    lr_at_floor = bool(trainer.optimizers) and all(
+        group["lr"] <= config.min_lr * (1.0 + 1e-6) for group in trainer.optimizers[0].param_groups)
 
     from finetune_heads import load_finetuned
 
@@ -1035,6 +1040,7 @@ def run_finetuning(config: FinetuneConfig) -> FinetuneResult | None:
         n_test=int(split["test"].size),
         used_forces=use_forces,
         start_metrics=start_metrics,
+        lr_at_floor=lr_at_floor,
     )
     write_metrics_json(config.out_dir / METRICS_JSON, result)
     return result
