@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.runfile import write_json_atomic
 from .config import CompareConfig
 
 #: seed of the pretraining/fine-tuning partition (fixed: every seed fine-tunes on the same pool)
@@ -115,9 +116,7 @@ def _partition(source: Path, fraction: float, folder: Path) -> tuple[Path, Path]
     parts = split_within_molecules(source, (fraction, 1.0 - fraction), PARTITION_SEED)
     write_partition(source, parts["train"], pretrain, "pretrain")
     write_partition(source, parts["val"], finetune, "finetune")
-    tmp = receipt.with_name(f".{receipt.name}.tmp")
-    tmp.write_text(json.dumps(identity))
-    os.replace(tmp, receipt)
+    write_json_atomic(receipt, identity)
     return pretrain, finetune
 
 

@@ -31,7 +31,7 @@ def read_run_file(run_file: Path) -> dict[str, Any]:
     JSON object (cut short or edited by hand), since a resume must not guess the recipe."""
     try:
         recorded = json.loads(run_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSON and Unicode decoding errors are ValueErrors
         raise DenoisepotError(
             f"{run_file}: cannot read the recorded settings ({exc}); "
             "use --overwrite to start the run again"
