@@ -536,8 +536,8 @@ def test_report_counts_the_runs_that_reached_the_epoch_cap(finished) -> None:
     # a capped run whose rate had decayed to min_lr is said to be crawling, not just capped
     floored = [{**r, "lr_at_floor": r["epochs_run"] == r["epoch_cap"] and r["seed"] == 1}
                for r in records]
-    assert "(2 of them with the learning rate decayed to its floor" in convergence_text(
-        dataclasses.replace(config, lr_schedule="plateau"), floored)
+    floor_text = convergence_text(dataclasses.replace(config, lr_schedule="plateau"), floored)
+    assert "(2 of them with the learning rate decayed to its floor, 1e-07," in floor_text
     early = [{**r, "epochs_run": 9} for r in records]
     assert runs_at_cap(early) == []
     assert "every one of the 8 runs ended by early stopping" in convergence_text(config, early)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from molgraph_data.units import EV_IN_KCAL_PER_MOL
 
+from ..engine.finetune_config import FinetuneConfig
 from .config import CompareConfig
 from .data import ComparisonData
 
@@ -340,8 +341,10 @@ def convergence_text(config: CompareConfig, records: Sequence[dict[str, Any]]) -
     # schedule's floor says that a run was crawling
     floor = (sum(bool(r.get("lr_at_floor")) for r in at_cap)
              if config.lr_schedule == "plateau" else 0)
-    floor_text = (f" ({floor} of them with the learning rate decayed to its floor, `min_lr`, "
-                  "where further steps change little)" if floor else "")
+    # compare fine-tunes with FinetuneConfig's floor (no option sets it here): name its value
+    floor_text = (f" ({floor} of them with the learning rate decayed to its floor, "
+                  f"{FinetuneConfig.min_lr:g}, where further steps change little)"
+                  if floor else "")
     return (f"**{len(at_cap)} of {len(records)} runs reached the epoch cap** ({where}), still "
             f"improving within their patience{floor_text}: that part of the comparison is not "
             f"converged; {rerun}")
